@@ -1,0 +1,11 @@
+"""The Celery application. Configuration lives in patra/settings.py under the CELERY_ prefix."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patra.settings")
+
+app = Celery("patra")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,244 @@
+"""Patra settings: every setting read from the environment, here and only here.
+
+Two modes share this one file:
+
+* **Embedded** (nothing set): SQLite, local-memory cache, Celery tasks run eagerly in the
+  calling process, artifacts under ``./var/artifacts``. This is the demo and the default test run.
+* **Real** (``DATABASE_URL`` and ``REDIS_URL`` set): PostgreSQL, Redis as cache and Celery
+  broker, workers consuming named queues. This is production.
+
+``PATRA_ENV=production`` turns on the start-up guards: a default ``SECRET_KEY``, ``DEBUG`` on or
+an empty ``ALLOWED_HOSTS`` refuse to start. See docs/configuration.md for the full reference.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# A placeholder that is only acceptable outside production; production refuses it below.
+_DEFAULT_SECRET_KEY = "patra-insecure-development-key-change-me"
+
+PATRA_ENV = env.str("PATRA_ENV", default="development")
+if PATRA_ENV not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"PATRA_ENV={PATRA_ENV!r} is not valid; use development, test or production.")
+IS_PRODUCTION = PATRA_ENV == "production"
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEFAULT_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+if IS_PRODUCTION:
+    if SECRET_KEY == _DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a random value of at least 32 characters in production "
+            '(python -c "import secrets; print(secrets.token_urlsafe(50))").'
+        )
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be off in production: unset DEBUG or set DEBUG=false.")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names served in production.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "recommender",
+    "safety",
+    "registry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "patra.urls"
+WSGI_APPLICATION = "patra.wsgi.application"
+ASGI_APPLICATION = "patra.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+VAR_DIR = Path(env.str("PATRA_VAR_DIR", default=str(BASE_DIR / "var")))
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    # Keep connections between requests, but check them first so a restarted PostgreSQL
+    # costs one failed request at most, not a broken worker.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Fail fast when the database is down instead of hanging a worker.
+        DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "patra.sqlite3",
+            # SQLite serialises writers; wait for the lock instead of failing at once.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+USING_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and broker -----------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "patra",
+            # Short timeouts: with Redis down the service answers degraded, it does not hang.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "patra"}}
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "embeddings", "training", "indexing", "safety")]
+CELERY_TASK_ROUTES = {
+    "recommender.tasks.embed_*": {"queue": "embeddings"},
+    "recommender.tasks.train_*": {"queue": "training"},
+    "recommender.tasks.*index*": {"queue": "indexing"},
+    "safety.tasks.*": {"queue": "safety"},
+}
+# A task is acknowledged after it ran, so a worker that dies mid-task hands it to another;
+# every task is therefore written to be idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=35 * 60)
+CELERY_TASK_TRACK_STARTED = True
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "rebuild-elo-nightly": {
+        "task": "recommender.tasks.rebuild_elo_all_tenants",
+        "schedule": crontab(hour=3, minute=15),
+    },
+    "purge-expired-user-tokens": {
+        "task": "recommender.tasks.purge_expired_user_tokens",
+        "schedule": crontab(hour=4, minute=0),
+    },
+}
+
+# --- Artifacts and ML -----------------------------------------------------------------------
+ARTIFACT_ROOT = Path(env.str("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+ML_ENABLED = env.bool("ML_ENABLED", default=True)
+EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+EMBEDDING_DEVICE = env.str("EMBEDDING_DEVICE", default="auto")
+
+# Feed scoring weights: each multiplies one signal before reciprocal fusion.
+ML_SIMILARITY_WEIGHT = env.float("ML_SIMILARITY_WEIGHT", default=0.35)
+ML_STRUCTURED_WEIGHT = env.float("ML_STRUCTURED_WEIGHT", default=0.35)
+ML_ELO_WEIGHT = env.float("ML_ELO_WEIGHT", default=0.15)
+ML_INTERACTION_WEIGHT = env.float("ML_INTERACTION_WEIGHT", default=0.15)
+ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
+ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
+ELO_K = env.float("ELO_K", default=32.0)
+EMBEDDING_CACHE_TTL = env.int("EMBEDDING_CACHE_TTL", default=3600)
+
+# Event weights for collaborative models: a pass is negative evidence.
+ML_LIKE_WEIGHT = env.float("ML_LIKE_WEIGHT", default=1.0)
+ML_SUPERLIKE_WEIGHT = env.float("ML_SUPERLIKE_WEIGHT", default=2.0)
+ML_PASS_WEIGHT = env.float("ML_PASS_WEIGHT", default=-0.5)
+
+# --- Event ingestion ------------------------------------------------------------------------
+EVENT_MAX_BATCH = env.int("EVENT_MAX_BATCH", default=500)
+EVENT_MAX_FUTURE_SKEW_SECONDS = env.int("EVENT_MAX_FUTURE_SKEW_SECONDS", default=300)
+USER_TOKEN_TTL_DAYS = env.int("USER_TOKEN_TTL_DAYS", default=30)
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["recommender.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["recommender.permissions.IsApiClient"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "recommender.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Security -------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if IS_PRODUCTION:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,133 @@
+"""Thin views: check the credential, validate, call one service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recommender.api.serializers import (
+    ImpressionBatchSerializer,
+    MatchBatchSerializer,
+    ProfileSerializer,
+    SelfProfileSerializer,
+    SwipeBatchSerializer,
+)
+from recommender.models import Profile
+from recommender.permissions import IsApiClient, IsServiceKey, IsUserToken
+from recommender.selectors import access_acting_user, access_profile
+from recommender.services.credentials import user_token_issue
+from recommender.services.events import (
+    ImpressionBatchIn,
+    MatchIn,
+    SwipeIn,
+    impression_batch_ingest,
+    match_events_ingest,
+    swipe_batch_ingest,
+)
+from recommender.services.profiles import profile_create, profile_erase, profile_update
+
+
+def _validated(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ProfileCreateView(APIView):
+    permission_classes = [IsServiceKey]
+
+    def post(self, request: Request) -> Response:
+        data = _validated(ProfileSerializer, request.data)
+        try:
+            profile = profile_create(tenant=request.user.tenant, data=data)
+        except IntegrityError:
+            if not Profile.objects.filter(tenant=request.user.tenant, external_id=data["external_id"]).exists():
+                raise
+            return Response(
+                {"external_id": ["A profile with this external_id already exists in this tenant."]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(ProfileSerializer(profile).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileDetailView(APIView):
+    permission_classes = [IsServiceKey]
+
+    def get(self, request: Request, external_id: str) -> Response:
+        return Response(ProfileSerializer(access_profile(request.user, external_id)).data)
+
+    def patch(self, request: Request, external_id: str) -> Response:
+        profile = access_profile(request.user, external_id)
+        data = _validated(ProfileSerializer, request.data, instance=profile, partial=True)
+        return Response(ProfileSerializer(profile_update(profile=profile, data=data)).data)
+
+    def delete(self, request: Request, external_id: str) -> Response:
+        profile_erase(profile=access_profile(request.user, external_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    permission_classes = [IsUserToken]
+
+    def get(self, request: Request) -> Response:
+        return Response(ProfileSerializer(request.user.profile).data)
+
+    def patch(self, request: Request) -> Response:
+        profile = request.user.profile
+        data = _validated(SelfProfileSerializer, request.data, instance=profile, partial=True)
+        return Response(ProfileSerializer(profile_update(profile=profile, data=data)).data)
+
+
+class UserTokenView(APIView):
+    permission_classes = [IsServiceKey]
+
+    def post(self, request: Request, external_id: str) -> Response:
+        profile = access_profile(request.user, external_id)
+        issued = user_token_issue(profile=profile, issued_by=request.user.service_key)
+        return Response(
+            {"token": issued.raw, "expires_at": issued.record.expires_at.isoformat()}, status=status.HTTP_201_CREATED
+        )
+
+
+def _ingest_status(created: int) -> int:
+    return status.HTTP_201_CREATED if created else status.HTTP_200_OK
+
+
+class SwipeBatchView(APIView):
+    permission_classes = [IsApiClient]
+
+    def post(self, request: Request) -> Response:
+        data = _validated(SwipeBatchSerializer, request.data)
+        user = access_acting_user(request.user, data.get("user_id"))
+        result = swipe_batch_ingest(
+            tenant=request.user.tenant,
+            user=user,
+            session_id=data["session_id"],
+            timestamp=data["timestamp"],
+            swipes=[SwipeIn(**item) for item in data["swipes"]],
+        )
+        return Response(result.as_dict(), status=_ingest_status(result.created))
+
+
+class ImpressionBatchView(APIView):
+    permission_classes = [IsApiClient]
+
+    def post(self, request: Request) -> Response:
+        data = _validated(ImpressionBatchSerializer, request.data)
+        user = access_acting_user(request.user, data.pop("user_id", None))
+        result = impression_batch_ingest(tenant=request.user.tenant, user=user, batch=ImpressionBatchIn(**data))
+        return Response(result.as_dict(), status=_ingest_status(result.created))
+
+
+class MatchEventsView(APIView):
+    permission_classes = [IsServiceKey]
+
+    def post(self, request: Request) -> Response:
+        data = _validated(MatchBatchSerializer, request.data)
+        result = match_events_ingest(tenant=request.user.tenant, matches=[MatchIn(**m) for m in data["matches"]])
+        return Response(result.as_dict(), status=_ingest_status(result.created))

@@ -1,0 +1,1 @@
+"""Framework-free recommendation signals (numpy / torch only; no Django imports)."""

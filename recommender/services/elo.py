@@ -1,0 +1,65 @@
+"""Elo desirability ratings kept in the EloRating table, updated by every swipe.
+
+The rating maths is framework-free in ``recommender.ml.elo``; this module only stores it. Rows
+are locked (in primary-key order, so concurrent batches cannot deadlock) and updated in the same
+transaction as the swipes, so concurrent writers never lose an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from recommender.ml.elo import EloConfig, elo_update, rebuild_ratings
+from recommender.models import EloRating, Swipe, Tenant
+
+
+def elo_config() -> EloConfig:
+    return EloConfig(k=settings.ELO_K)
+
+
+def elo_apply_swipes(*, tenant: Tenant, swipes: Sequence[Swipe]) -> None:
+    if not swipes:
+        return
+    cfg = elo_config()
+    ids = sorted({s.candidate_id for s in swipes} | {s.user_id for s in swipes})
+    EloRating.objects.bulk_create(
+        [EloRating(profile_id=i, tenant=tenant, rating=cfg.initial) for i in ids], ignore_conflicts=True
+    )
+    rows = {r.profile_id: r for r in EloRating.objects.select_for_update().filter(profile_id__in=ids).order_by("pk")}
+    now = timezone.now()
+    for swipe in swipes:
+        row = rows[swipe.candidate_id]
+        row.rating = elo_update(row.rating, rows[swipe.user_id].rating, swipe.action, cfg)
+        row.swipes_received += 1
+        row.updated_at = now
+    EloRating.objects.bulk_update(
+        [rows[i] for i in {s.candidate_id for s in swipes}], ["rating", "swipes_received", "updated_at"]
+    )
+
+
+@transaction.atomic
+def elo_rebuild(*, tenant: Tenant, progress: bool = False) -> int:
+    """Recompute every rating of ``tenant`` by replaying its swipes in time order."""
+    cfg = elo_config()
+    swipes = Swipe.objects.filter(tenant=tenant).order_by("occurred_at", "pk")
+    total = swipes.count()
+    rows = swipes.values_list("user_id", "candidate_id", "action").iterator(chunk_size=10_000)
+    ratings = rebuild_ratings(tqdm(rows, total=total, disable=not progress, desc="elo"), cfg)
+    counts: dict[int, int] = {}
+    for candidate_id in swipes.values_list("candidate_id", flat=True).iterator(chunk_size=10_000):
+        counts[candidate_id] = counts.get(candidate_id, 0) + 1
+    EloRating.objects.filter(tenant=tenant).delete()
+    now = timezone.now()
+    EloRating.objects.bulk_create(
+        [
+            EloRating(profile_id=pid, tenant=tenant, rating=r, swipes_received=counts.get(pid, 0), updated_at=now)
+            for pid, r in ratings.items()
+        ],
+        batch_size=5_000,
+    )
+    return len(ratings)

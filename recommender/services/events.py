@@ -1,0 +1,283 @@
+"""Event ingestion: swipe batches, impression batches and match events.
+
+Guarantees, whatever the delivery:
+
+* A batch is validated whole and stored whole (one transaction), or not at all.
+* Re-sending is harmless: a swipe with a known client event id, or with the same user, candidate,
+  session and timestamp, is counted as a duplicate and not stored again (unique constraints back
+  this up at the database level).
+* A mutual like creates exactly one Match. Two likes of the same pair arriving at the same moment
+  on two workers are serialised by an advisory lock on the pair (PostgreSQL), so the second one
+  to commit always sees the first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+
+from patra.locks import advisory_xact_lock, lock_key
+from recommender.models import (
+    POSITIVE_ACTIONS,
+    Impression,
+    Match,
+    MatchType,
+    Profile,
+    ProfileStatus,
+    Swipe,
+    SwipeAction,
+    Tenant,
+)
+from recommender.services.elo import elo_apply_swipes
+
+
+class EventValidationError(Exception):
+    """Field-level problems found while resolving a batch against the database."""
+
+    def __init__(self, errors: dict[str, object]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class SwipeIn:
+    candidate_id: uuid.UUID
+    action: str
+    duration_ms: int | None = None
+    event_id: str | None = None
+
+
+@dataclass
+class IngestResult:
+    received: int
+    created: int
+    duplicates: int
+    matches: list[uuid.UUID] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "received": self.received,
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "matches": [str(m) for m in self.matches],
+        }
+
+
+def resolve_profiles(*, tenant: Tenant, external_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Profile]:
+    """The tenant's live profiles among ``external_ids``; erased and other tenants' are absent."""
+    found = Profile.objects.filter(tenant=tenant, external_id__in=set(external_ids)).exclude(
+        status=ProfileStatus.ERASED
+    )
+    return {p.external_id: p for p in found}
+
+
+def _resolve_candidates(
+    *, tenant: Tenant, user: Profile, ids: Sequence[uuid.UUID], list_name: str, item_field: str | None
+) -> list[Profile]:
+    """Resolve candidate ids, or raise errors shaped like DRF's own for list items:
+    ``{"swipes": {"3": {"candidate_id": [...]}}}`` or ``{"candidate_ids": {"3": [...]}}``."""
+    profiles = resolve_profiles(tenant=tenant, external_ids=ids)
+    errors: dict[str, object] = {}
+    for i, cid in enumerate(ids):
+        if cid == user.external_id:
+            message = "A user cannot act on their own profile."
+        elif cid not in profiles:
+            message = f"Unknown profile {cid} in this tenant."
+        else:
+            continue
+        errors[str(i)] = {item_field: [message]} if item_field else [message]
+    if errors:
+        raise EventValidationError({list_name: errors})
+    return [profiles[cid] for cid in ids]
+
+
+def _pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+@transaction.atomic
+def swipe_batch_ingest(
+    *, tenant: Tenant, user: Profile, session_id: str, timestamp: datetime, swipes: Sequence[SwipeIn]
+) -> IngestResult:
+    candidates = _resolve_candidates(
+        tenant=tenant, user=user, ids=[s.candidate_id for s in swipes], list_name="swipes", item_field="candidate_id"
+    )
+    # One user's batches are serialised, so the duplicate check below is exact even when the app
+    # re-sends a batch while the first attempt is still being written.
+    advisory_xact_lock([lock_key("swipes", user.pk)])
+
+    known_event_ids = set(
+        Swipe.objects.filter(user=user, client_event_id__in=[s.event_id for s in swipes if s.event_id]).values_list(
+            "client_event_id", flat=True
+        )
+    )
+    known_candidates = set(
+        Swipe.objects.filter(
+            user=user, session_id=session_id, occurred_at=timestamp, candidate__in=candidates
+        ).values_list("candidate_id", flat=True)
+    )
+    new_rows: list[Swipe] = []
+    for swipe, candidate in zip(swipes, candidates, strict=True):
+        if swipe.event_id in known_event_ids or candidate.pk in known_candidates:
+            continue
+        if swipe.event_id:
+            known_event_ids.add(swipe.event_id)
+        known_candidates.add(candidate.pk)
+        action = SwipeAction.PASS if swipe.action == "reject" else swipe.action
+        new_rows.append(
+            Swipe(
+                tenant=tenant,
+                user=user,
+                candidate=candidate,
+                action=action,
+                duration_ms=swipe.duration_ms,
+                session_id=session_id,
+                client_event_id=swipe.event_id,
+                occurred_at=timestamp,
+            )
+        )
+    # Pair locks come before any row lock (Elo) in every writer, so writers cannot deadlock.
+    advisory_xact_lock(
+        [lock_key("pair", *_pair(user.pk, s.candidate_id)) for s in new_rows if s.action in POSITIVE_ACTIONS]
+    )
+    Swipe.objects.bulk_create(new_rows)
+    elo_apply_swipes(tenant=tenant, swipes=new_rows)
+    matched = _create_matches(tenant=tenant, user=user, swipes=new_rows, timestamp=timestamp)
+    return IngestResult(
+        received=len(swipes),
+        created=len(new_rows),
+        duplicates=len(swipes) - len(new_rows),
+        matches=[c.external_id for c in matched],
+    )
+
+
+def _create_matches(*, tenant: Tenant, user: Profile, swipes: Sequence[Swipe], timestamp: datetime) -> list[Profile]:
+    positive = [s for s in swipes if s.action in POSITIVE_ACTIONS]
+    if not positive:
+        return []
+    # The caller holds the pair locks, so the other side's like, if any, is committed and visible.
+    by_candidate = {s.candidate_id: s for s in positive}
+    liked_back: dict[int, str] = {}
+    for other_id, action in Swipe.objects.filter(
+        user__in=list(by_candidate), candidate=user, action__in=POSITIVE_ACTIONS
+    ).values_list("user_id", "action"):
+        # Someone who both liked and superliked the user counts as a superlike.
+        if liked_back.get(other_id) != SwipeAction.SUPERLIKE:
+            liked_back[other_id] = action
+    if not liked_back:
+        return []
+    already = _existing_partners(user=user, others=list(liked_back))
+    matches: list[Match] = []
+    matched: list[Profile] = []
+    for candidate_id, their_action in liked_back.items():
+        if candidate_id in already:
+            continue
+        mine = by_candidate[candidate_id]
+        superlike = SwipeAction.SUPERLIKE in (mine.action, their_action)
+        a, b = _pair(user.pk, candidate_id)
+        matches.append(
+            Match(
+                tenant=tenant,
+                user_a_id=a,
+                user_b_id=b,
+                match_type=MatchType.SUPERLIKE if superlike else MatchType.MUTUAL_LIKE,
+                occurred_at=timestamp,
+            )
+        )
+        matched.append(mine.candidate)
+    Match.objects.bulk_create(matches)
+    return matched
+
+
+def _existing_partners(*, user: Profile, others: list[int]) -> set[int]:
+    rows = Match.objects.filter(Q(user_a=user, user_b__in=others) | Q(user_b=user, user_a__in=others))
+    return {b if a == user.pk else a for a, b in rows.values_list("user_a_id", "user_b_id")}
+
+
+@dataclass(frozen=True)
+class ImpressionBatchIn:
+    candidate_ids: Sequence[uuid.UUID]
+    positions: Sequence[int]
+    context_hash: str
+    timestamp: datetime
+    model_version: str = ""
+    experiment_arm: str = ""
+
+
+@transaction.atomic
+def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionBatchIn) -> IngestResult:
+    candidates = _resolve_candidates(
+        tenant=tenant, user=user, ids=batch.candidate_ids, list_name="candidate_ids", item_field=None
+    )
+    advisory_xact_lock([lock_key("impressions", user.pk)])
+    known = set(
+        Impression.objects.filter(user=user, occurred_at=batch.timestamp, candidate__in=candidates).values_list(
+            "candidate_id", flat=True
+        )
+    )
+    rows: list[Impression] = []
+    for candidate, position in zip(candidates, batch.positions, strict=True):
+        if candidate.pk in known:
+            continue
+        known.add(candidate.pk)
+        rows.append(
+            Impression(
+                tenant=tenant,
+                user=user,
+                candidate=candidate,
+                position=position,
+                context_hash=batch.context_hash,
+                model_version=batch.model_version,
+                experiment_arm=batch.experiment_arm,
+                occurred_at=batch.timestamp,
+            )
+        )
+    Impression.objects.bulk_create(rows)
+    received = len(batch.candidate_ids)
+    return IngestResult(received=received, created=len(rows), duplicates=received - len(rows))
+
+
+@dataclass(frozen=True)
+class MatchIn:
+    user_id: uuid.UUID
+    candidate_id: uuid.UUID
+    timestamp: datetime
+    match_type: str = MatchType.EXTERNAL
+
+
+@transaction.atomic
+def match_events_ingest(*, tenant: Tenant, matches: Sequence[MatchIn]) -> IngestResult:
+    """Matches reported by a service (for example made outside the swipe flow)."""
+    ids = [m.user_id for m in matches] + [m.candidate_id for m in matches]
+    profiles = resolve_profiles(tenant=tenant, external_ids=ids)
+    errors: dict[str, dict[str, list[str]]] = {}
+    for i, m in enumerate(matches):
+        item: dict[str, list[str]] = {}
+        for name in ("user_id", "candidate_id"):
+            if getattr(m, name) not in profiles:
+                item[name] = [f"Unknown profile {getattr(m, name)} in this tenant."]
+        if m.user_id == m.candidate_id:
+            item["candidate_id"] = ["A match needs two different profiles."]
+        if item:
+            errors[str(i)] = item
+    if errors:
+        raise EventValidationError({"matches": errors})
+    pairs = {_pair(profiles[m.user_id].pk, profiles[m.candidate_id].pk): m for m in matches}
+    advisory_xact_lock([lock_key("pair", *p) for p in pairs])
+    existing = set(
+        Match.objects.filter(Q(*(Q(user_a_id=a, user_b_id=b) for a, b in pairs), _connector=Q.OR)).values_list(
+            "user_a_id", "user_b_id"
+        )
+    )
+    rows = [
+        Match(tenant=tenant, user_a_id=a, user_b_id=b, match_type=m.match_type, occurred_at=m.timestamp)
+        for (a, b), m in pairs.items()
+        if (a, b) not in existing
+    ]
+    Match.objects.bulk_create(rows)
+    return IngestResult(received=len(matches), created=len(rows), duplicates=len(matches) - len(rows))

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One command for the demo on the embedded default: venv, install, migrate, demo data, server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset DATABASE_URL REDIS_URL  # the demo is the embedded mode, whatever the shell has set
+
+./scripts/setup.sh
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput --verbosity 0
+.venv/bin/python manage.py load_demo --if-empty
+PORT=${PORT:-8000}
+echo
+echo "Patra demo: http://127.0.0.1:${PORT}/admin/  (users and password printed above by load_demo)"
+exec .venv/bin/python manage.py runserver "127.0.0.1:${PORT}"

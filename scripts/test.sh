@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One command for the whole suite: set up, lint, migrations check, tests in the embedded mode,
+# then the tests again against real PostgreSQL and Redis when they answer (always in CI, where
+# PATRA_REQUIRE_REAL_SERVICES=1 makes a missing service an error instead of a skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+PY=.venv/bin/python
+
+echo "== lint"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "== migrations"
+env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" $PY manage.py makemigrations --check --dry-run
+
+echo "== tests, embedded mode (SQLite, local-memory cache, eager Celery)"
+env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" \
+  .venv/bin/pytest -n 2 -q "$@"
+
+DB_URL=${PATRA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/patra}
+CACHE_URL=${PATRA_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+if $PY scripts/services_up.py "$DB_URL" "$CACHE_URL"; then
+  echo "== tests, real mode (PostgreSQL + Redis)"
+  # The framework-free unit tests (tests/unit) do not touch a database: once is enough.
+  DATABASE_URL="$DB_URL" REDIS_URL="$CACHE_URL" PATRA_REQUIRE_REAL_SERVICES=1 \
+    .venv/bin/pytest -n 2 -q --ignore=tests/unit "$@"
+elif [ "${PATRA_REQUIRE_REAL_SERVICES:-0}" = "1" ]; then
+  echo "PostgreSQL or Redis is not reachable and PATRA_REQUIRE_REAL_SERVICES=1" >&2
+  exit 1
+else
+  echo "== PostgreSQL/Redis not reachable: real-mode tests not run (see README, 'Real mode')."
+fi

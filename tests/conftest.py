@@ -1,0 +1,102 @@
+"""Shared fixtures.
+
+Tests marked ``postgres`` or ``redis`` need the real services (``DATABASE_URL``/``REDIS_URL``).
+Without them they skip, except when ``PATRA_REQUIRE_REAL_SERVICES=1`` (set by .ci/run for its
+real-service run): then a skip of that kind is an error, so CI can never go green by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from recommender.models import DEFAULT_TENANT_SLUG, Profile, Tenant
+from recommender.services.credentials import service_key_create, tenant_create, user_token_issue
+from recommender.services.profiles import profile_create
+
+REQUIRE_REAL = os.environ.get("PATRA_REQUIRE_REAL_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    have = {"postgres": settings.USING_POSTGRES, "redis": bool(settings.REDIS_URL)}
+    for item in items:
+        for marker, available in have.items():
+            if item.get_closest_marker(marker) and not available:
+                if REQUIRE_REAL:
+                    raise pytest.UsageError(
+                        f"{item.nodeid} needs {marker}, which is not configured, and "
+                        "PATRA_REQUIRE_REAL_SERVICES=1 forbids skipping it."
+                    )
+                item.add_marker(pytest.mark.skip(reason=f"needs {marker}; set {marker.upper()} URL to run"))
+
+
+@pytest.fixture
+def tenant(db: None) -> Tenant:
+    # get_or_create: transactional tests flush the table the data migration filled.
+    return Tenant.objects.get_or_create(slug=DEFAULT_TENANT_SLUG, defaults={"name": "Default tenant"})[0]
+
+
+@pytest.fixture
+def other_tenant(db: None) -> Tenant:
+    return tenant_create(slug="other", name="Other tenant")
+
+
+def profile_data(**overrides: Any) -> dict[str, Any]:
+    """A valid profile payload (API field names); San Francisco, 30, a woman seeking men."""
+    data: dict[str, Any] = {
+        "external_id": str(uuid.uuid4()),
+        "age": 30,
+        "gender": "woman",
+        "seeking": ["man"],
+        "age_min": 25,
+        "age_max": 40,
+        "max_distance_km": 30.0,
+        "lat": 37.7749,
+        "lon": -122.4194,
+        "bio": "I love hiking and coffee.",
+        "prompts": [{"question": "My ideal Sunday", "answer": "Farmers market, then a long walk."}],
+        "interests": ["hiking", "coffee"],
+        "attributes": {"diet": "vegetarian", "height": 168, "smokes": "no"},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def make_profile(tenant: Tenant) -> Callable[..., Profile]:
+    def make(tenant_: Tenant | None = None, **overrides: Any) -> Profile:
+        data = profile_data(**overrides)
+        data["external_id"] = uuid.UUID(str(data["external_id"]))
+        return profile_create(tenant=tenant_ or tenant, data=data)
+
+    return make
+
+
+def bearer_client(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def service_key(tenant: Tenant) -> str:
+    return service_key_create(tenant=tenant, name="backend").raw
+
+
+@pytest.fixture
+def service_client(service_key: str) -> APIClient:
+    return bearer_client(service_key)
+
+
+@pytest.fixture
+def user_client_for() -> Callable[[Profile], APIClient]:
+    def make(profile: Profile) -> APIClient:
+        return bearer_client(user_token_issue(profile=profile).raw)
+
+    return make
