@@ -24,7 +24,9 @@ CACHE_URL=${PATRA_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 if $PY scripts/services_up.py "$DB_URL" "$CACHE_URL"; then
   echo "== tests, real mode (PostgreSQL + Redis)"
   # The framework-free unit tests (tests/unit) do not touch a database: once is enough.
-  DATABASE_URL="$DB_URL" REDIS_URL="$CACHE_URL" PATRA_REQUIRE_REAL_SERVICES=1 \
+  # Tasks that services enqueue run eagerly here (a test has no worker fleet); the broker and
+  # worker path itself is tested by tests/test_celery_worker.py with a real worker process.
+  DATABASE_URL="$DB_URL" REDIS_URL="$CACHE_URL" PATRA_REQUIRE_REAL_SERVICES=1 CELERY_TASK_ALWAYS_EAGER=true \
     .venv/bin/pytest -n 2 -q --ignore=tests/unit "$@"
 elif [ "${PATRA_REQUIRE_REAL_SERVICES:-0}" = "1" ]; then
   echo "PostgreSQL or Redis is not reachable and PATRA_REQUIRE_REAL_SERVICES=1" >&2

@@ -36,6 +36,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}; set {marker.upper()} URL to run"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_cache() -> None:
+    """Start every test session with an empty cache: Redis outlives test databases, and a row id
+    cached by an earlier run would otherwise answer for a different row now."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000):
+            client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _clear_locmem_cache() -> None:
+    """Tests share one process-wide local-memory cache in embedded mode; clear it between tests."""
+    if not settings.REDIS_URL:
+        from django.core.cache import cache
+
+        cache.clear()
+
+
 @pytest.fixture
 def tenant(db: None) -> Tenant:
     # get_or_create: transactional tests flush the table the data migration filled.
