@@ -122,12 +122,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and broker -----------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Parallel test processes (pytest-xdist sets PYTEST_XDIST_WORKER) share one Redis: give each its own
+# key prefix so one test database's cached rows never answer another's.
+CACHE_KEY_PREFIX = "patra" + (f"-test-{env.str('PYTEST_XDIST_WORKER')}" if env.str("PYTEST_XDIST_WORKER", "") else "")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "patra",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             # Short timeouts: with Redis down the service answers degraded, it does not hang.
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
@@ -241,4 +244,87 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Model registry (registry/) ---
+# Where model artifacts live: "local" (a folder, ARTIFACT_ROOT) or "s3" (an S3-compatible bucket
+# through django-storages; credentials come from boto3's usual AWS_* environment variables).
+ARTIFACT_STORAGE = env.str("ARTIFACT_STORAGE", default="local")
+if ARTIFACT_STORAGE not in {"local", "s3"}:
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE={ARTIFACT_STORAGE!r} is not valid; use local or s3.")
+ARTIFACT_S3_BUCKET = env.str("ARTIFACT_S3_BUCKET", default="")
+ARTIFACT_S3_ENDPOINT_URL = env.str("ARTIFACT_S3_ENDPOINT_URL", default="")
+ARTIFACT_S3_REGION = env.str("ARTIFACT_S3_REGION", default="")
+ARTIFACT_S3_PREFIX = env.str("ARTIFACT_S3_PREFIX", default="artifacts")
+if ARTIFACT_STORAGE == "s3" and not ARTIFACT_S3_BUCKET:
+    raise ImproperlyConfigured("ARTIFACT_STORAGE=s3 needs ARTIFACT_S3_BUCKET.")
+# Serving processes unpack (and, with S3, download) artifacts here before loading them.
+ARTIFACT_CACHE_DIR = Path(env.str("ARTIFACT_CACHE_DIR", default=str(VAR_DIR / "artifact-cache")))
+# How often a serving process asks the database which version is active (a cheap indexed query).
+REGISTRY_REFRESH_SECONDS = env.float("REGISTRY_REFRESH_SECONDS", default=2.0)
+# Recorded on every version; falls back to `git rev-parse HEAD` when unset.
+CODE_VERSION = env.str("CODE_VERSION", default="")
+
+# --- Index serving (recommender/services/index.py) ---
+# How often a serving process applies database changes to its loaded index (and looks for a
+# newer build): the delay before a new, changed, hidden or erased profile shows in the ANN results.
+INDEX_REFRESH_SECONDS = env.float("INDEX_REFRESH_SECONDS", default=2.0)
+# Deltas re-read this far behind the watermark: a transaction's updated_at is taken before it
+# commits, so rows can appear late by up to the longest profile/embedding write transaction.
+INDEX_DELTA_OVERLAP_SECONDS = env.float("INDEX_DELTA_OVERLAP_SECONDS", default=30.0)
+INDEX_M = env.int("INDEX_M", default=16)
+INDEX_EF_CONSTRUCTION = env.int("INDEX_EF_CONSTRUCTION", default=200)
+# Query beam width: on random 384-d vectors 64 gave recall@10 0.90, 128 gave 0.98.
+INDEX_EF_SEARCH = env.int("INDEX_EF_SEARCH", default=128)
+CELERY_BEAT_SCHEDULE["rebuild-indexes"] = {
+    "task": "recommender.tasks.rebuild_indexes",
+    "schedule": crontab(minute=30),  # hourly, away from the nightly jobs' minutes
+}
+
+# --- Safety (safety/) ---
+# Per-label thresholds on the calibrated probability: above review a profile enters the review
+# queue; above auto-hide it is hidden at once, pending review. Env: SAFETY_REVIEW_<LABEL>,
+# SAFETY_AUTOHIDE_<LABEL> (label upper-cased, e.g. SAFETY_AUTOHIDE_SPAM_SCAM).
+SAFETY_LABELS = ("inappropriate", "spam_scam", "harassment", "fake_profile")
+_SAFETY_DEFAULTS = {  # label: (review, auto-hide, severity weight)
+    "inappropriate": (0.70, 0.97, 1.0),
+    "spam_scam": (0.70, 0.97, 1.5),
+    "harassment": (0.70, 0.98, 2.0),
+    "fake_profile": (0.60, 0.95, 1.0),
+}
+SAFETY_REVIEW_THRESHOLDS = {
+    label: env.float(f"SAFETY_REVIEW_{label.upper()}", default=_SAFETY_DEFAULTS[label][0]) for label in SAFETY_LABELS
+}
+SAFETY_AUTOHIDE_THRESHOLDS = {
+    label: env.float(f"SAFETY_AUTOHIDE_{label.upper()}", default=_SAFETY_DEFAULTS[label][1]) for label in SAFETY_LABELS
+}
+# Queue severity = sum(label weight x probability) + report and waiting terms (safety/services.py).
+SAFETY_LABEL_WEIGHTS = {
+    label: env.float(f"SAFETY_WEIGHT_{label.upper()}", default=_SAFETY_DEFAULTS[label][2]) for label in SAFETY_LABELS
+}
+SAFETY_REPORT_WEIGHT = env.float("SAFETY_REPORT_WEIGHT", default=0.5)  # x log(1 + reports)
+SAFETY_WAIT_WEIGHT_PER_HOUR = env.float("SAFETY_WAIT_WEIGHT_PER_HOUR", default=0.05)
+SAFETY_RECENCY_WEIGHT_PER_HOUR = env.float("SAFETY_RECENCY_WEIGHT_PER_HOUR", default=0.02)
+# A claimed item returns to the queue when its moderator has not decided within this time.
+SAFETY_CLAIM_MINUTES = env.int("SAFETY_CLAIM_MINUTES", default=15)
+# POST /api/v1/ml/safety/classify limits: more texts is 400, a longer text is 413.
+SAFETY_CLASSIFY_MAX_TEXTS = env.int("SAFETY_CLASSIFY_MAX_TEXTS", default=64)
+SAFETY_CLASSIFY_MAX_CHARS = env.int("SAFETY_CLASSIFY_MAX_CHARS", default=5_000)
+# Local checkpoint used when the registry has no active "safety" version (written by train_safety).
+SAFETY_CHECKPOINT_DIR = Path(env.str("SAFETY_CHECKPOINT_DIR", default=str(ARTIFACT_ROOT / "safety" / "current")))
+SAFETY_DATA_ROOT = Path(env.str("SAFETY_DATA_ROOT", default="/work/shared/datasets"))
+for _label in SAFETY_LABELS:
+    _review, _hide = SAFETY_REVIEW_THRESHOLDS[_label], SAFETY_AUTOHIDE_THRESHOLDS[_label]
+    if not (0.0 < _review < _hide < 1.0):
+        raise ImproperlyConfigured(
+            f"Safety thresholds for {_label!r}: need 0 < review ({_review}) < auto-hide ({_hide}) < 1; "
+            f"check SAFETY_REVIEW_{_label.upper()} and SAFETY_AUTOHIDE_{_label.upper()}."
+        )
+    if SAFETY_LABEL_WEIGHTS[_label] < 0:
+        raise ImproperlyConfigured(f"SAFETY_WEIGHT_{_label.upper()} must not be negative.")
+if SAFETY_CLAIM_MINUTES < 1:
+    raise ImproperlyConfigured("SAFETY_CLAIM_MINUTES must be at least 1.")
+CELERY_BEAT_SCHEDULE["safety-reclassify-stale"] = {
+    "task": "safety.tasks.classify_unscored",
+    "schedule": crontab(minute=45),  # hourly: profiles whose on-commit task was lost get scored
 }

@@ -122,7 +122,11 @@ class Profile(models.Model):
             models.CheckConstraint(condition=Q(lat__gte=-90.0, lat__lte=90.0), name="profile_lat_bounds"),
             models.CheckConstraint(condition=Q(lon__gte=-180.0, lon__lte=180.0), name="profile_lon_bounds"),
         ]
-        indexes = [models.Index(fields=["tenant", "status"], name="profile_tenant_status")]
+        indexes = [
+            models.Index(fields=["tenant", "status"], name="profile_tenant_status"),
+            # Serving processes poll for changes since their watermark every few seconds.
+            models.Index(fields=["tenant", "updated_at"], name="profile_tenant_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.external_id}"
@@ -306,7 +310,10 @@ class EloRating(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "-rating"], name="elo_tenant_rating")]
+        indexes = [
+            models.Index(fields=["tenant", "-rating"], name="elo_tenant_rating"),
+            models.Index(fields=["tenant", "updated_at"], name="elo_tenant_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.profile_id}: {self.rating:.0f}"

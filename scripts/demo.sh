@@ -8,6 +8,7 @@ unset DATABASE_URL REDIS_URL  # the demo is the embedded mode, whatever the shel
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 .venv/bin/python manage.py load_demo --if-empty
+.venv/bin/python manage.py build_index  # embeds new profiles (MiniLM, offline), then the HNSW index
 PORT=${PORT:-8000}
 echo
 echo "Patra demo: http://127.0.0.1:${PORT}/admin/  (users and password printed above by load_demo)"

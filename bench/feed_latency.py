@@ -1,0 +1,791 @@
+"""In-process latency of a 20-item feed (``feed_for``, ``log_impressions=False``), split by stage.
+
+    .venv/bin/python -m bench.feed_latency --population okcupid-sample
+    .venv/bin/python -m bench.feed_latency --population okcupid-full
+    .venv/bin/python -m bench.feed_latency --population synthetic --size 1000000 --reuse
+
+What is measured: ``--warmup`` (50) feeds, then ``--users`` (500) feeds, one per distinct random
+active user (seeded), each timed with ``time.perf_counter`` around ``feed_for``. Reported: the
+wall-clock p50/p95/p99/mean/max, the mean and p95 of every ``FeedResult.stage_ms`` key (a stage a
+call skipped counts as 0 ms), and ``other``: wall-clock minus the stages (feature extraction, the
+index refresh check, result assembly). Loading the user's Profile row is outside the timing (the
+API has it from authentication). The candidate store is built and the index loaded before the
+warm-up, and timed separately (``startup``). The embedding cache is emptied before the warm-up,
+so the measured feeds see the cache a freshly started process would (``--prefill-cache`` fills
+it with every vector first, the steady state of a busy server).
+
+Preparation (timed per phase, skipped by ``--reuse`` when the database already holds exactly
+this population, history and seed):
+
+* **okcupid-sample / okcupid-full**: ``build_population`` over the vendored 3,000-row sample or
+  the 59,946 rows of the authors' files (``--okcupid-dir``); profiles through
+  ``profiles_bulk_create`` in chunks (``--loader orm``, validated like the API); a naive-feed
+  swipe history from ``SwipeSimulator.simulate_history`` written by ``sessions_replay`` (the
+  services the API uses: impressions, swipes, Elo, matches); MiniLM embeddings through
+  ``embeddings_upsert``; then ``index_build``.
+* **synthetic --size N**: ``synthetic_rows`` bootstrapped from the full OkCupid rows (the sample
+  if the files are missing) and ``build_population``. At this size the service path is too slow
+  or too big, so three documented shortcuts are used, all in this file:
+
+  - profiles are written with PostgreSQL ``COPY`` (``copy_profiles``, ``--loader copy``; the
+    default above 100,000 profiles). Model validation is skipped, the generator only emits valid
+    values and the table's check constraints still apply;
+  - swipes come from ``random_swipes``, a cheap random process instead of ``SwipeSimulator``
+    (whose calibration holds an n x 256 array): sessions of users drawn by a lognormal activity,
+    candidates of a sought gender drawn by a lognormal attractiveness, likes with a per-gender
+    base rate scaled by attractiveness. Swipes, their impressions and the resulting mutual-like
+    matches are inserted with ``COPY``, then ``elo_rebuild`` recomputes the ratings;
+  - embeddings are synthetic unit vectors (``synthetic_vectors``): the sum of a seeded random
+    384-d topic vector per interest tag plus gaussian noise, normalised, so the index has the
+    cluster structure of shared interests. Encoding a million bios with MiniLM on 2 CPU cores
+    would take days. They are stored under the configured model name and the real text hash,
+    so ``index_build`` takes them as current and does not re-embed.
+
+Isolation: the benchmark uses its own database ``patra_bench_feed_<population>`` (PostgreSQL
+unless ``--embedded``), Redis database and ``var/bench/...`` folder; see bench/common.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    REPO_DIR,
+    BenchEnv,
+    Phases,
+    backend_info,
+    clear_cache,
+    cumulative_progress,
+    database_exists,
+    format_table,
+    isolate,
+    machine_info,
+    mark_prepared,
+    migrate_schema,
+    new_tenant,
+    prepared_tenant,
+    recreate_database,
+    setup_django,
+    summarize,
+    write_result,
+)
+
+POPULATIONS: tuple[str, ...] = ("okcupid-sample", "okcupid-full", "synthetic")
+DEFAULT_OKCUPID_DIR = REPO_DIR.parent / "shared" / "datasets" / "okcupid"
+DEFAULT_SWIPES = {"okcupid-sample": 100_000, "okcupid-full": 100_000, "synthetic": 200_000}
+COPY_THRESHOLD = 100_000  # --loader auto: above this many profiles, COPY instead of the ORM
+ORM_CHUNK = 20_000
+COPY_CHUNK = 50_000
+HISTORY_DAYS = 30
+PREPARE_VERSION = 1  # bump when preparation changes, so --reuse does not pick up old data
+
+
+# --- Arguments --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.feed_latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--population", choices=POPULATIONS, default="okcupid-sample")
+    parser.add_argument("--size", type=int, default=1_000_000, help="profiles of the synthetic population")
+    parser.add_argument("--okcupid-dir", type=Path, default=DEFAULT_OKCUPID_DIR, help="the authors' OkCupid files")
+    parser.add_argument("--swipes", type=int, help="history swipes (default 100,000; 200,000 for synthetic)")
+    parser.add_argument("--users", type=int, default=500, help="measured feeds, one per random user")
+    parser.add_argument("--warmup", type=int, default=50, help="feeds before measuring")
+    parser.add_argument("--count", type=int, default=20, help="items per feed")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--loader", choices=("auto", "orm", "copy"), default="auto", help="how profiles are written")
+    parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
+    parser.add_argument("--prepare-only", action="store_true", help="prepare the database, measure nothing")
+    parser.add_argument("--prefill-cache", action="store_true", help="cache every embedding before measuring")
+    parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
+    args = parser.parse_args(argv)
+    if args.population == "synthetic" and args.embedded:
+        parser.error("the synthetic population is written with PostgreSQL COPY: it cannot run --embedded")
+    if args.loader == "copy" and args.embedded:
+        parser.error("--loader copy needs PostgreSQL")
+    if args.swipes is None:
+        args.swipes = DEFAULT_SWIPES[args.population]
+    return args
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """Result file and database suffix, e.g. ``okcupid_full`` or ``synthetic_1000000_sqlite``."""
+    name = args.population.replace("-", "_")
+    if args.population == "synthetic":
+        name += f"_{args.size}"
+    return name + ("_sqlite" if args.embedded else "")
+
+
+# --- Population -------------------------------------------------------------------------------
+
+
+def source_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """OkCupid-shaped rows of the population and a description of where they came from."""
+    from recommender.simulation import load_sample, read_okcupid, synthetic_rows
+    from recommender.simulation.okcupid import source_paths
+
+    full_paths = source_paths(args.okcupid_dir)
+    have_full = all(Path(p).exists() for p in full_paths)
+    if args.population == "okcupid-sample":
+        return load_sample(), "vendored OkCupid sample"
+    if args.population == "okcupid-full":
+        if not have_full:
+            raise SystemExit(f"{full_paths[0]} not found: pass --okcupid-dir with the authors' files")
+        return read_okcupid(*full_paths), f"OkCupid ({args.okcupid_dir})"
+    source = read_okcupid(*full_paths) if have_full else load_sample()
+    origin = "full OkCupid rows" if have_full else "the vendored sample"
+    return synthetic_rows(args.size, seed=args.seed, source=source), f"synthetic_rows bootstrapped from {origin}"
+
+
+def manifest(args: argparse.Namespace) -> str:
+    """What a prepared database holds; --reuse accepts only an exact match."""
+    size = f" size={args.size}" if args.population == "synthetic" else ""
+    return f"feed_latency v{PREPARE_VERSION} population={args.population}{size} swipes={args.swipes} seed={args.seed}"
+
+
+# --- Writing rows fast ------------------------------------------------------------------------
+
+
+def _copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert rows with PostgreSQL COPY; returns how many. Only the synthetic population uses it."""
+    from django.db import connection
+
+    count = 0
+    with connection.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _profile_row(tenant_id: int, p: Any, stamp: datetime) -> tuple[Any, ...]:
+    from recommender.models import LIFESTYLE_FIELDS
+
+    attributes = [p.attributes.get(name) for name in LIFESTYLE_FIELDS]
+    # Missing attributes become "" (None for height), exactly what profiles_bulk_create stores.
+    attributes = [
+        v if v is not None or name == "height" else "" for name, v in zip(LIFESTYLE_FIELDS, attributes, strict=True)
+    ]
+    return (
+        tenant_id,
+        uuid.UUID(p.external_id),
+        p.status,
+        p.age,
+        p.gender,
+        json.dumps(p.seeking),
+        p.age_min,
+        p.age_max,
+        float(p.max_distance_km),
+        p.lat,
+        p.lon,
+        p.bio,
+        json.dumps(p.prompts),
+        json.dumps(p.interests),
+        *attributes,
+        stamp,
+        stamp,
+    )
+
+
+def history_stamps(n: int, seed: int) -> list[datetime]:
+    """Creation times spread over the past year (seeded), one per profile.
+
+    A real population was created over time. Rows that all share one timestamp would also make
+    every index refresh re-read all of them (services/index.py re-reads rows within
+    INDEX_DELTA_OVERLAP_SECONDS of its watermark), which no production tenant looks like.
+    """
+    from django.utils import timezone
+
+    now = timezone.now()
+    ages = np.sort(np.random.default_rng([seed, 104]).uniform(0, 365 * 86_400, n))[::-1]
+    return [now - timedelta(seconds=float(a)) for a in ages]
+
+
+def copy_profiles(tenant: Any, population: Sequence[Any], stamps: Sequence[datetime]) -> None:
+    """Write the population with COPY in chunks (documented shortcut: no model validation)."""
+    from django.db import transaction
+    from tqdm import tqdm
+
+    from recommender.models import LIFESTYLE_FIELDS, Profile
+
+    columns = (
+        "tenant_id", "external_id", "status", "age", "gender", "seeking", "age_min", "age_max",
+        "max_distance_km", "lat", "lon", "bio", "prompts", "interests", *LIFESTYLE_FIELDS,
+        "created_at", "updated_at",
+    )  # fmt: skip
+    with tqdm(total=len(population), desc="profiles (COPY)", unit="profile") as bar:
+        for start in range(0, len(population), COPY_CHUNK):
+            chunk = range(start, min(start + COPY_CHUNK, len(population)))
+            with transaction.atomic():
+                _copy_rows(
+                    Profile._meta.db_table, columns, (_profile_row(tenant.pk, population[i], stamps[i]) for i in chunk)
+                )
+            bar.update(len(chunk))
+
+
+def orm_profiles(tenant: Any, population: Sequence[Any], stamps: Sequence[datetime]) -> None:
+    """Write the population through ``population_load`` (``profiles_bulk_create``) in chunks;
+    the rows get the service's own timestamps (``stamps`` is for the COPY loader's signature)."""
+    from tqdm import tqdm
+
+    from recommender.services.simulation import population_load
+
+    with tqdm(total=len(population), desc="profiles (ORM)", unit="profile") as bar:
+        for chunk in _chunks(population, ORM_CHUNK):
+            population_load(tenant=tenant, population=chunk)
+            bar.update(len(chunk))
+
+
+def profile_pks(tenant: Any, population: Sequence[Any]) -> np.ndarray:
+    """(n,) primary keys in population order (external ids are deterministic per index)."""
+    from recommender.models import Profile
+
+    by_external = {
+        str(ext): pk for pk, ext in Profile.objects.filter(tenant=tenant).values_list("pk", "external_id").iterator()
+    }
+    return np.array([by_external[p.external_id] for p in population], dtype=np.int64)
+
+
+# --- History ----------------------------------------------------------------------------------
+
+
+def simulated_history(tenant: Any, population: Sequence[Any], pks: np.ndarray, n_swipes: int, seed: int) -> dict:
+    """The naive-feed history of ``SwipeSimulator``, written through the ingestion services."""
+    from django.utils import timezone
+    from tqdm import tqdm
+
+    from recommender.models import Profile
+    from recommender.services.simulation import sessions_replay
+    from recommender.simulation import SwipeSimulator
+
+    by_pk = {p.pk: p for p in Profile.objects.filter(tenant=tenant)}
+    profiles = [by_pk[int(pk)] for pk in pks]
+    simulator = SwipeSimulator(population, seed=seed)
+    start = timezone.now() - timedelta(days=HISTORY_DAYS)
+    with tqdm(total=n_swipes, desc="swipes (services)", unit="swipe") as bar:
+        advance = cumulative_progress(bar)
+        sessions = simulator.simulate_history(n_swipes, start=start, days=HISTORY_DAYS, progress=advance)
+        stats = sessions_replay(
+            tenant=tenant, profiles=profiles, sessions=sessions, model_version="simulator-naive-feed"
+        )
+    return {"method": "SwipeSimulator + sessions_replay", **stats.__dict__}
+
+
+@dataclass
+class SwipeArrays:
+    user: np.ndarray  # (s,) population indices
+    candidate: np.ndarray  # (s,)
+    action: np.ndarray  # (s,) 0 pass, 1 like, 2 superlike
+    session: np.ndarray  # (s,) session number
+    position: np.ndarray  # (s,) position in the session
+    seconds: np.ndarray  # (s,) offset from the history's start
+
+
+SWIPE_COLUMNS = (
+    "tenant_id",
+    "user_id",
+    "candidate_id",
+    "action",
+    "duration_ms",
+    "session_id",
+    "occurred_at",
+    "received_at",
+)
+IMPRESSION_COLUMNS = (
+    "tenant_id", "user_id", "candidate_id", "position", "context_hash", "model_version", "experiment_arm",
+    "occurred_at", "received_at",
+)  # fmt: skip
+BASE_LIKE_RATE = {"man": 0.46, "woman": 0.10, "nonbinary": 0.25}
+GENDER_ORDER: tuple[str, ...] = ("woman", "man", "nonbinary")
+
+
+def random_swipes(population: Sequence[Any], n_swipes: int, seed: int) -> SwipeArrays:
+    """A cheap stand-in for the simulator at scale (see the module docstring), vectorised."""
+    rng = np.random.default_rng([seed, 101])
+    n = len(population)
+    gender = np.array([GENDER_ORDER.index(p.gender) for p in population], dtype=np.int64)
+    seeks = np.zeros((n, 3), dtype=bool)
+    for i, p in enumerate(population):
+        seeks[i, [GENDER_ORDER.index(g) for g in p.seeking]] = True
+    attractiveness = np.exp(rng.normal(0.0, 1.0, n))
+    activity = np.exp(rng.normal(0.0, 1.3, n))
+    # Sessions: users by activity, geometric sizes (mean 15, at most 60), until n_swipes.
+    n_sessions = int(n_swipes / 15 * 1.3) + 10
+    session_user = rng.choice(n, size=n_sessions, p=activity / activity.sum())
+    sizes = np.minimum(rng.geometric(1 / 15, n_sessions), 60)
+    keep = np.searchsorted(np.cumsum(sizes), n_swipes) + 1
+    session_user, sizes = session_user[:keep], sizes[:keep]
+    user = np.repeat(session_user, sizes)[:n_swipes]
+    session = np.repeat(np.arange(len(sizes)), sizes)[:n_swipes]
+    position = (np.arange(len(session)) - np.repeat(np.cumsum(sizes) - sizes, sizes)[:n_swipes]).astype(np.int64)
+    # Each swipe's candidate: a gender the user seeks (uniform among theirs), then a profile
+    # of that gender drawn with weight attractiveness ** 0.6 (popular profiles are shown more).
+    keys = np.where(seeks[user], rng.random((len(user), 3)), -1.0)
+    wanted = keys.argmax(axis=1)
+    candidate = np.empty(len(user), dtype=np.int64)
+    for g in range(3):
+        members = np.flatnonzero(gender == g)
+        sel = wanted == g
+        if not sel.any() or not len(members):
+            candidate[sel] = rng.integers(0, n, int(sel.sum()))
+            continue
+        cum = np.cumsum(attractiveness[members] ** 0.6)
+        candidate[sel] = members[np.searchsorted(cum, rng.random(int(sel.sum())) * cum[-1])]
+    # Likes: base rate of the user's gender times the candidate's relative attractiveness.
+    base = np.array([BASE_LIKE_RATE[g] for g in GENDER_ORDER])[gender[user]]
+    lift = attractiveness[candidate] ** 0.5 / np.mean(attractiveness**0.5)
+    liked = rng.random(len(user)) < np.clip(base * lift, 0.0, 0.95)
+    action = np.where(liked, np.where(rng.random(len(user)) < 0.03, 2, 1), 0)
+    # One swipe per (user, candidate) pair and none on oneself: the feed never shows either.
+    pair = user * n + candidate
+    _, first = np.unique(pair, return_index=True)
+    ok = np.zeros(len(user), dtype=bool)
+    ok[first] = True
+    ok &= user != candidate
+    session_start = np.sort(rng.random(len(sizes))) * HISTORY_DAYS * 86_400
+    seconds = session_start[session] + position * 4.0
+    return SwipeArrays(user[ok], candidate[ok], action[ok], session[ok], position[ok], seconds[ok])
+
+
+def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -> dict:
+    """Insert the random swipes, their impressions and the mutual-like matches with COPY."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from recommender.models import Impression, Match, Swipe
+
+    start = timezone.now() - timedelta(days=HISTORY_DAYS)
+    rng = np.random.default_rng([seed, 102])
+    session_ids = [str(uuid.UUID(int=int(x), version=4)) for x in rng.integers(0, 2**63, swipes.session.max() + 1)]
+    durations = np.clip(np.exp(rng.normal(np.log(2500), 0.6, len(swipes.user))), 250, 120_000).astype(np.int64)
+    times = [start + timedelta(seconds=float(s)) for s in swipes.seconds]
+    names = np.array(["pass", "like", "superlike"])
+    now = timezone.now()
+    users, cands = pks[swipes.user].tolist(), pks[swipes.candidate].tolist()
+    with transaction.atomic():
+        n_swipes = _copy_rows(
+            Swipe._meta.db_table,
+            SWIPE_COLUMNS,
+            (
+                (tenant.pk, u, c, a, d, session_ids[s], t, now)
+                for u, c, a, d, s, t in zip(
+                    users,
+                    cands,
+                    names[swipes.action].tolist(),
+                    durations.tolist(),
+                    swipes.session.tolist(),
+                    times,
+                    strict=True,
+                )
+            ),
+        )
+        _copy_rows(
+            Impression._meta.db_table,
+            IMPRESSION_COLUMNS,
+            (
+                (tenant.pk, u, c, p, f"bench:{session_ids[s]}", "bench-random-history", "", t, now)
+                for u, c, p, s, t in zip(
+                    users, cands, swipes.position.tolist(), swipes.session.tolist(), times, strict=True
+                )
+            ),
+        )
+        matches = _mutual_likes(swipes, pks, times)
+        _copy_rows(
+            Match._meta.db_table,
+            ("tenant_id", "user_a_id", "user_b_id", "match_type", "occurred_at", "received_at"),
+            ((tenant.pk, a, b, kind, t, now) for a, b, kind, t in matches),
+        )
+    likes = int((swipes.action > 0).sum())
+    return {"method": "random_swipes + COPY", "swipes": n_swipes, "likes": likes, "matches": len(matches)}
+
+
+def _mutual_likes(swipes: SwipeArrays, pks: np.ndarray, times: list[datetime]) -> list[tuple[int, int, str, datetime]]:
+    """(user_a pk, user_b pk, match type, time) of pairs who liked each other, a < b."""
+    positive = np.flatnonzero(swipes.action > 0)
+    liked = {(int(swipes.user[i]), int(swipes.candidate[i])): i for i in positive}
+    out = []
+    for (u, v), i in liked.items():
+        j = liked.get((v, u))
+        if j is None or pks[u] > pks[v]:
+            continue
+        kind = "superlike" if 2 in (swipes.action[i], swipes.action[j]) else "mutual_like"
+        out.append((int(pks[u]), int(pks[v]), kind, max(times[i], times[j])))
+    return out
+
+
+# --- Embeddings -------------------------------------------------------------------------------
+
+
+def minilm_embeddings(pks: np.ndarray) -> dict:
+    """MiniLM vectors of every profile through the service (what production runs)."""
+    from tqdm import tqdm
+
+    from recommender.services.embeddings import embeddings_upsert
+
+    with tqdm(total=len(pks), desc="embeddings (MiniLM)", unit="profile") as bar:
+        computed = embeddings_upsert(profile_ids=pks.tolist(), progress=cumulative_progress(bar))
+    return {"method": "MiniLM embeddings_upsert", "computed": computed}
+
+
+def synthetic_vectors(population: Sequence[Any], dim: int, seed: int) -> np.ndarray:
+    """(n, dim) float32 unit rows: a random topic vector per interest tag, summed, plus noise."""
+    from scipy import sparse
+
+    rng = np.random.default_rng([seed, 103])
+    vocabulary = sorted({tag for p in population for tag in p.interests})
+    column = {tag: i for i, tag in enumerate(vocabulary)}
+    indptr = np.cumsum([0, *(len(p.interests) for p in population)])
+    indices = np.fromiter((column[t] for p in population for t in p.interests), dtype=np.int64, count=indptr[-1])
+    shape = (len(population), len(vocabulary))
+    membership = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape)
+    topics = rng.standard_normal((len(vocabulary), dim), dtype=np.float32)
+    vectors = np.asarray(membership @ topics) + 0.7 * rng.standard_normal((len(population), dim), dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors.astype("<f4")
+
+
+def copy_embeddings(
+    tenant: Any, population: Sequence[Any], pks: np.ndarray, stamps: Sequence[datetime], seed: int
+) -> dict:
+    """Store synthetic vectors as ProfileEmbedding rows (documented shortcut at 1M profiles)."""
+    from django.conf import settings
+    from django.db import transaction
+    from tqdm import tqdm
+
+    from recommender.ml.embeddings import profile_text
+    from recommender.models import ProfileEmbedding
+
+    dim = 384  # all-MiniLM-L6-v2's width, so the index and the feed see the production shape
+    vectors = synthetic_vectors(population, dim, seed)
+    written = 0
+    columns = ("profile_id", "tenant_id", "model_name", "dim", "vector", "text_hash", "updated_at")
+    with tqdm(total=len(population), desc="embeddings (synthetic, COPY)", unit="profile") as bar:
+        for start in range(0, len(population), COPY_CHUNK):
+            rows = []
+            for i in range(start, min(start + COPY_CHUNK, len(population))):
+                text = profile_text(population[i].bio, population[i].prompts)
+                if text:  # the service stores no embedding for an empty text either
+                    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                    vector = vectors[i].tobytes()
+                    rows.append((int(pks[i]), tenant.pk, settings.EMBEDDING_MODEL, dim, vector, digest, stamps[i]))
+            with transaction.atomic():
+                written += _copy_rows(ProfileEmbedding._meta.db_table, columns, rows)
+            bar.update(min(COPY_CHUNK, len(population) - start))
+    return {"method": "synthetic topic vectors + COPY", "written": written, "dim": dim}
+
+
+# --- Preparation ------------------------------------------------------------------------------
+
+
+def prepare(env: BenchEnv, args: argparse.Namespace, phases: Phases) -> tuple[Any, dict]:
+    """Load population, history, embeddings and index into a fresh bench database."""
+    from recommender.services.elo import elo_rebuild
+    from recommender.services.index import index_build
+    from recommender.simulation import build_population
+
+    with phases("read rows"):
+        rows, origin = source_rows(args)
+    with phases("build population"):
+        population = build_population(rows, seed=args.seed)
+    del rows
+    recreate_database(env)
+    migrate_schema()
+    tenant = new_tenant()
+    loader = args.loader if args.loader != "auto" else ("copy" if len(population) > COPY_THRESHOLD else "orm")
+    with phases(f"load profiles ({loader})"):
+        stamps = history_stamps(len(population), args.seed)
+        (copy_profiles if loader == "copy" else orm_profiles)(tenant, population, stamps)
+    pks = profile_pks(tenant, population)
+    synthetic = args.population == "synthetic"
+    with phases("swipe history"):
+        if synthetic:
+            history = copy_history(tenant, pks, random_swipes(population, args.swipes, args.seed), args.seed)
+        else:
+            history = simulated_history(tenant, population, pks, args.swipes, args.seed)
+    if synthetic:
+        with phases("elo rebuild"):
+            elo_rebuild(tenant=tenant, progress=True)
+    with phases("embeddings"):
+        embeddings = (
+            copy_embeddings(tenant, population, pks, stamps, args.seed) if synthetic else minilm_embeddings(pks)
+        )
+    with phases("index build"):
+        built = index_build(tenant=tenant, progress=True)
+    with phases("analyze"):
+        _analyze()
+    mark_prepared(tenant, manifest(args))
+    facts = {
+        "source": origin,
+        "profiles": len(population),
+        "profile_loader": loader,
+        "profiles_per_second": round(len(population) / max(phases.seconds[f"load profiles ({loader})"], 1e-9)),
+        "history": history,
+        "embeddings": embeddings,
+        "index": {
+            "size": built.size,
+            "dim": built.dim,
+            "recall_at_10": built.recall_at_10,
+            "build_seconds": round(built.build_seconds, 1),
+        },
+        "phase_seconds": dict(phases.seconds),
+    }
+    (env.var_dir / "preparation.json").write_text(json.dumps(facts, indent=2, default=str))
+    return tenant, facts
+
+
+def _analyze() -> None:
+    """Fresh planner statistics after bulk loads, as autovacuum would do given time."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
+def open_or_prepare(env: BenchEnv, args: argparse.Namespace, phases: Phases) -> tuple[Any, dict, bool]:
+    """(tenant, preparation facts, reused?)."""
+    if args.reuse and database_exists(env):
+        migrate_schema()
+        tenant = prepared_tenant(manifest(args))
+        if tenant is not None:
+            path = env.var_dir / "preparation.json"
+            facts = json.loads(path.read_text()) if path.exists() else {}
+            print(f"-- reusing the prepared database {env.db_name} ({tenant.name})")
+            return tenant, facts, True
+        print(f"-- {env.db_name} does not hold this preparation: preparing it again")
+        from django.db import connections
+
+        connections.close_all()  # the database is about to be dropped
+    tenant, facts = prepare(env, args, phases)
+    return tenant, facts, False
+
+
+# --- Measurement ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    wall_ms: float
+    reported_ms: float
+    stage_ms: dict[str, float]
+    items: int
+    fallback: str | None
+    cache_hit: bool
+    model_version: str
+
+
+def pick_users(tenant: Any, n: int, seed: int) -> list[Any]:
+    """``n`` distinct random active profiles (seeded), loaded before any timing."""
+    from recommender.models import Profile, ProfileStatus
+
+    ids = np.array(
+        Profile.objects.filter(tenant=tenant, status=ProfileStatus.ACTIVE).order_by("pk").values_list("pk", flat=True)
+    )
+    chosen = np.random.default_rng([seed, 201]).choice(ids, size=min(n, len(ids)), replace=False)
+    by_pk = Profile.objects.in_bulk(chosen.tolist())
+    return [by_pk[int(pk)] for pk in chosen]
+
+
+def startup(tenant: Any, prefill: bool) -> dict[str, float]:
+    """Load the model, build the candidate store and load the index (timed), as a new server
+    process does on its first feed."""
+    import time
+
+    from recommender.feed.store import candidate_store
+    from recommender.services.embeddings import ml_available
+    from recommender.services.index import serving_index
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    timings["ml_available"] = ml_available()
+    timings["model_load_s"] = round(time.perf_counter() - start, 2)
+    start = time.perf_counter()
+    candidate_store(tenant.pk)
+    timings["store_build_s"] = round(time.perf_counter() - start, 2)
+    start = time.perf_counter()
+    index = serving_index(tenant.pk)
+    timings["index_load_s"] = round(time.perf_counter() - start, 2)
+    timings["index_size"] = index.size if index is not None else 0
+    if index is not None:
+        # What one periodic delta refresh costs (a feed pays it every INDEX_REFRESH_SECONDS).
+        start = time.perf_counter()
+        index.apply_deltas()
+        timings["index_delta_refresh_ms"] = round((time.perf_counter() - start) * 1000, 1)
+    timings["cache_keys_cleared"] = clear_cache()
+    if prefill:
+        timings["cache_prefill_s"] = _prefill_cache(tenant)
+    return timings
+
+
+def _prefill_cache(tenant: Any) -> float:
+    import time
+
+    from recommender.models import ProfileEmbedding
+    from recommender.services.embeddings import profile_vectors
+
+    start = time.perf_counter()
+    ids = list(ProfileEmbedding.objects.filter(tenant=tenant).values_list("profile_id", flat=True))
+    for chunk in _chunks(ids, 5_000):
+        profile_vectors(tenant_id=tenant.pk, profile_ids=chunk)
+    return round(time.perf_counter() - start, 2)
+
+
+def measure(tenant: Any, users: Sequence[Any], count: int) -> list[Sample]:
+    import time
+
+    from tqdm import tqdm
+
+    from recommender.services.feed import feed_for
+
+    samples = []
+    for user in tqdm(users, desc="feeds", unit="feed", leave=False):
+        start = time.perf_counter()
+        result = feed_for(tenant=tenant, user=user, count=count, log_impressions=False)
+        wall = (time.perf_counter() - start) * 1000
+        samples.append(
+            Sample(
+                wall,
+                result.latency_ms,
+                dict(result.stage_ms),
+                len(result.items),
+                result.fallback,
+                result.cache_hit,
+                result.model_version,
+            )
+        )
+    return samples
+
+
+def stage_split(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """Mean and p95 per stage over all calls (0 where a call skipped it), plus ``other``."""
+    names = sorted({k for s in samples for k in s.stage_ms}, key=lambda k: _stage_order(k))
+    split = {}
+    for name in names:
+        values = [s.stage_ms.get(name, 0.0) for s in samples]
+        stats = summarize(values)
+        split[name] = {"mean": stats["mean"], "p95": stats["p95"], "calls": sum(name in s.stage_ms for s in samples)}
+    other = summarize([s.wall_ms - sum(s.stage_ms.values()) for s in samples])
+    split["other"] = {"mean": other["mean"], "p95": other["p95"], "calls": len(samples)}
+    return split
+
+
+STAGE_ORDER = ("store", "history", "vectors_user", "candidates", "filter", "vectors", "score", "select", "live_check")
+
+
+def _stage_order(name: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
+
+
+def summary_payload(samples: Sequence[Sample], count: int) -> dict[str, Any]:
+    fallbacks: dict[str, int] = {}
+    for s in samples:
+        key = s.fallback or "none"
+        fallbacks[key] = fallbacks.get(key, 0) + 1
+    return {
+        "feed_count": count,
+        "latency_ms": summarize([s.wall_ms for s in samples]),
+        "reported_latency_ms": summarize([s.reported_ms for s in samples]),
+        "stages_ms": stage_split(samples),
+        "items_returned": summarize([s.items for s in samples], digits=1),
+        "short_feeds": sum(s.items < count for s in samples),
+        "fallbacks": fallbacks,
+        "embedding_cache_hit_share": round(sum(s.cache_hit for s in samples) / max(len(samples), 1), 3),
+        "model_versions": sorted({s.model_version for s in samples}),
+    }
+
+
+def print_report(name: str, payload: dict[str, Any]) -> None:
+    lat = payload["result"]["latency_ms"]
+    print(
+        f"\nfeed_latency {name}: {payload['population']['profiles']:,} profiles, {lat['n']} feeds of "
+        f"{payload['result']['feed_count']}"
+    )
+    print(
+        format_table(
+            ["", "p50", "p95", "p99", "mean", "max"],
+            [["latency (ms)", lat["p50"], lat["p95"], lat["p99"], lat["mean"], lat["max"]]],
+        )
+    )
+    stages = payload["result"]["stages_ms"]
+    rows = [[stage, v["mean"], v["p95"], v["calls"]] for stage, v in stages.items()]
+    print(format_table(["stage", "mean ms", "p95 ms", "calls"], rows))
+    target = payload["target_p95_ms"]
+    verdict = "met" if lat["p95"] < target else f"MISSED by {lat['p95'] - target:.1f} ms"
+    print(f"target p95 < {target} ms: {verdict}; fallbacks {payload['result']['fallbacks']}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    name = run_name(args)
+    env = isolate(f"patra_bench_feed_{name.removesuffix('_sqlite')}", embedded=args.embedded)
+    setup_django()
+    phases = Phases()
+    tenant, facts, reused = open_or_prepare(env, args, phases)
+    if args.prepare_only:
+        print(json.dumps(facts, indent=2, default=str))
+        return
+    users = pick_users(tenant, args.warmup + args.users, args.seed)
+    boot = startup(tenant, args.prefill_cache)
+    measure(tenant, users[: args.warmup], args.count)
+    load_before = os.getloadavg()
+    samples = measure(tenant, users[args.warmup :], args.count)
+    load_after = os.getloadavg()
+    payload = {
+        "benchmark": "feed_latency",
+        "command": "python -m bench.feed_latency " + " ".join(argv if argv is not None else _argv()),
+        "machine": machine_info(),
+        "backend": backend_info(),
+        "population": {
+            "name": args.population,
+            "profiles": _profile_count(tenant),
+            "source": facts.get("source"),
+            "swipes": args.swipes,
+            "seed": args.seed,
+        },
+        "preparation": {**facts, "reused": reused},
+        "startup": boot,
+        # Other processes share the 2 cores: the load average says how much they disturbed the run.
+        "load_average_1_5_15": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in load_after],
+        },
+        "warmup_feeds": args.warmup,
+        "prefill_cache": args.prefill_cache,
+        "target_p95_ms": 10.0,
+        "result": summary_payload(samples, args.count),
+    }
+    path = write_result(f"feed_latency_{name}", payload)
+    print_report(name, payload)
+    print(f"written {path.relative_to(REPO_DIR)}")
+
+
+def _profile_count(tenant: Any) -> int:
+    from recommender.models import Profile
+
+    return Profile.objects.filter(tenant=tenant).count()
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+if __name__ == "__main__":
+    main()

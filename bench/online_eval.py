@@ -1,0 +1,434 @@
+"""Simulated online evaluation: likes and matches per 100 impressions for each feed variant.
+
+    .venv/bin/python -m bench.online_eval                              # OkCupid sample, 3,000 profiles
+    .venv/bin/python -m bench.online_eval --population okcupid-full    # 59,946 profiles (slow to prepare)
+
+Preparation (skipped by ``--reuse`` when the bench database holds exactly this): the population
+through ``population_load``; a warm-up history of ``--warmup-swipes`` (20,000) swipes of the
+simulator's naive, popularity-weighted app feed (``simulate_history`` + ``sessions_replay``);
+MiniLM embeddings (``embeddings_upsert``) and ``index_build``.
+
+Evaluation: a seeded sample of ``--users`` (500) active simulated users. For each variant
+(reciprocal, one_way, popularity, random) and each of ``--rounds`` (5) rounds, every user gets a
+feed of ``--count`` (10) from ``feed_for(variant=...)`` (impressions logged, as in the app), the
+simulator answers (``SwipeSimulator.respond``) and the swipes go through
+``swipe_batch_ingest``, so later rounds see them (swiped profiles leave the feed, Elo moves,
+"liked you" grows). A like is a match when the candidate's hidden answer is a like too
+(``simulator.would_like(v, u)``): the reciprocal feed is judged on what would happen, not only
+on likes that the short evaluation happens to record both ways (those are reported too).
+
+Fair comparison: every variant starts from the same state. Each runs on its own copy of the
+prepared database (PostgreSQL ``CREATE DATABASE ... TEMPLATE``, or a copy of the SQLite file),
+dropped afterwards, and the process-local caches (candidate store, serving index) and the
+benchmark's Redis keys are reset before each variant. A rolled-back transaction per variant
+would be simpler, but a variant records ~7,000 likes, and each takes a pair advisory lock that
+PostgreSQL holds until the transaction ends: more than its shared lock table holds by default
+(max_locks_per_transaction 64 x 100 connections).
+
+Uncertainty: 95 % intervals from a paired bootstrap over users (impressions of one user are not
+independent), for each rate and for the ratios reciprocal/random and reciprocal/one_way; the
+Wilson binomial interval of the pooled rate is given too (narrower: it ignores the clustering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    REPO_DIR,
+    BenchEnv,
+    Phases,
+    backend_info,
+    clear_cache,
+    cumulative_progress,
+    database_exists,
+    format_table,
+    isolate,
+    machine_info,
+    mark_prepared,
+    migrate_schema,
+    new_tenant,
+    prepared_tenant,
+    recreate_database,
+    setup_django,
+    wilson_interval,
+    write_result,
+)
+
+POPULATIONS: tuple[str, ...] = ("okcupid-sample", "okcupid-full")
+VARIANTS: tuple[str, ...] = ("reciprocal", "one_way", "popularity", "random")
+DEFAULT_OKCUPID_DIR = REPO_DIR.parent / "shared" / "datasets" / "okcupid"
+HISTORY_DAYS = 30
+ORM_CHUNK = 20_000
+PREPARE_VERSION = 1
+TARGET_RATIO_VS_RANDOM = 3.0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.online_eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--population", choices=POPULATIONS, default="okcupid-sample")
+    parser.add_argument("--okcupid-dir", type=Path, default=DEFAULT_OKCUPID_DIR, help="the authors' OkCupid files")
+    parser.add_argument("--warmup-swipes", type=int, default=20_000, help="naive-feed history before evaluating")
+    parser.add_argument("--users", type=int, default=500, help="simulated users evaluated")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--count", type=int, default=10, help="items per feed")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--bootstrap", type=int, default=2_000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
+    parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
+    return parser.parse_args(argv)
+
+
+def manifest(args: argparse.Namespace) -> str:
+    return (
+        f"online_eval v{PREPARE_VERSION} population={args.population} "
+        f"warmup_swipes={args.warmup_swipes} seed={args.seed}"
+    )
+
+
+# --- Preparation ------------------------------------------------------------------------------
+
+
+def load_population(args: argparse.Namespace) -> list[Any]:
+    from recommender.simulation import build_population, load_sample, read_okcupid
+    from recommender.simulation.okcupid import source_paths
+
+    if args.population == "okcupid-sample":
+        rows = load_sample()
+    else:
+        paths = source_paths(args.okcupid_dir)
+        if not all(Path(p).exists() for p in paths):
+            raise SystemExit(f"{paths[0]} not found: pass --okcupid-dir with the authors' files")
+        rows = read_okcupid(*paths)
+    return build_population(rows, seed=args.seed)
+
+
+def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], simulator: Any, phases: Phases) -> Any:
+    from django.utils import timezone
+    from tqdm import tqdm
+
+    from recommender.models import Profile
+    from recommender.services.embeddings import embeddings_upsert
+    from recommender.services.index import index_build
+    from recommender.services.simulation import population_load, sessions_replay
+
+    recreate_database(env)
+    migrate_schema()
+    tenant = new_tenant()
+    with phases("load profiles"):
+        for start in range(0, len(population), ORM_CHUNK):
+            population_load(tenant=tenant, population=population[start : start + ORM_CHUNK])
+    profiles = profiles_in_order(tenant, population)
+    with phases("warm-up history"), tqdm(total=args.warmup_swipes, desc="warm-up swipes", unit="swipe") as bar:
+        start = timezone.now() - timedelta(days=HISTORY_DAYS)
+        sessions = simulator.simulate_history(
+            args.warmup_swipes, start=start, days=HISTORY_DAYS, progress=cumulative_progress(bar)
+        )
+        sessions_replay(tenant=tenant, profiles=profiles, sessions=sessions, model_version="simulator-naive-feed")
+    pks = [p.pk for p in profiles]
+    with phases("embeddings"), tqdm(total=len(pks), desc="embeddings (MiniLM)", unit="profile") as bar:
+        embeddings_upsert(profile_ids=pks, progress=cumulative_progress(bar))
+    with phases("index build"):
+        index_build(tenant=tenant, progress=True)
+    mark_prepared(tenant, manifest(args))
+    assert Profile.objects.filter(tenant=tenant).count() == len(population)
+    return tenant
+
+
+def profiles_in_order(tenant: Any, population: Sequence[Any]) -> list[Any]:
+    """Profile rows in population order (external ids are deterministic per index)."""
+    from recommender.models import Profile
+
+    by_external = {str(p.external_id): p for p in Profile.objects.filter(tenant=tenant)}
+    return [by_external[p.external_id] for p in population]
+
+
+def open_or_prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], simulator: Any, phases: Phases):
+    if args.reuse and database_exists(env):
+        migrate_schema()
+        tenant = prepared_tenant(manifest(args))
+        if tenant is not None:
+            print(f"-- reusing the prepared database {env.db_name}")
+            return tenant, True
+        from django.db import connections
+
+        connections.close_all()  # the database is about to be dropped
+    return prepare(env, args, population, simulator, phases), False
+
+
+# --- One database copy per variant ------------------------------------------------------------
+
+
+@contextmanager
+def database_copy(env: BenchEnv, variant: str) -> Iterator[None]:
+    """Run the block on a throw-away copy of the prepared database (see the module docstring)."""
+    from django.db import connections
+
+    connections.close_all()
+    default = connections["default"].settings_dict
+    original = default["NAME"]
+    copy_name = f"{env.db_name}_{variant}"
+    if env.embedded:
+        copy_path = env.var_dir / f"{variant}.sqlite3"
+        shutil.copyfile(env.sqlite_path, copy_path)
+        default["NAME"] = copy_path
+    else:
+        _pg_admin(
+            f'DROP DATABASE IF EXISTS "{copy_name}" WITH (FORCE)',
+            f'CREATE DATABASE "{copy_name}" TEMPLATE "{original}"',
+            env=env,
+        )
+        default["NAME"] = copy_name
+    try:
+        yield
+    finally:
+        connections.close_all()
+        default["NAME"] = original
+        if env.embedded:
+            Path(env.var_dir / f"{variant}.sqlite3").unlink(missing_ok=True)
+        else:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{copy_name}" WITH (FORCE)', env=env)
+
+
+def _pg_admin(*statements: str, env: BenchEnv) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{env.server_url}/postgres", autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def reset_process_state() -> None:
+    """Forget everything a previous variant left in this process or in the bench cache."""
+    from recommender.services.feed import feed_reset_for_tests
+    from recommender.services.index import index_reset_for_tests
+
+    feed_reset_for_tests()
+    index_reset_for_tests()
+    clear_cache()
+
+
+# --- Evaluation -------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantCounts:
+    """Per evaluated user (same order for every variant), summed over rounds."""
+
+    impressions: np.ndarray
+    likes: np.ndarray
+    matches: np.ndarray  # hidden answer: u liked v and v would like u
+    recorded_matches: np.ndarray  # matches the ingestion actually created
+    short_feeds: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    per_round_matches: list[int] = field(default_factory=list)
+
+
+def evaluate_variant(
+    tenant: Any, variant: str, users: Sequence[int], simulator: Any, args: argparse.Namespace
+) -> VariantCounts:
+    from django.utils import timezone
+    from tqdm import tqdm
+
+    from recommender.models import Profile
+    from recommender.services.events import SwipeIn, swipe_batch_ingest
+    from recommender.services.feed import feed_for
+
+    by_external = {str(p.external_id): p for p in Profile.objects.filter(tenant=tenant)}
+    population = simulator.population
+    profiles = [by_external[population[u].external_id] for u in users]
+    index_of_pk = {by_external[p.external_id].pk: i for i, p in enumerate(population)}
+    n = len(users)
+    counts = VariantCounts(*(np.zeros(n, dtype=np.int64) for _ in range(4)))
+    for round_no in range(args.rounds):
+        round_matches = 0
+        for k in tqdm(range(n), desc=f"{variant} round {round_no + 1}/{args.rounds}", unit="user", leave=False):
+            u, user = users[k], profiles[k]
+            result = feed_for(tenant=tenant, user=user, count=args.count, variant=variant, log_impressions=True)
+            key = result.fallback or "none"
+            counts.fallbacks[key] = counts.fallbacks.get(key, 0) + 1
+            if len(result.items) < args.count:
+                counts.short_feeds += 1
+            if not result.items:
+                continue
+            shown = [index_of_pk[item.profile_id] for item in result.items]
+            actions = simulator.respond(u, shown)
+            liked = [a != "pass" for a in actions]
+            matched = sum(like and simulator.would_like(v, u) for v, like in zip(shown, liked, strict=True))
+            ingest = swipe_batch_ingest(
+                tenant=tenant,
+                user=user,
+                session_id=f"eval:{variant}:{round_no}:{uuid.uuid4()}",
+                timestamp=timezone.now(),
+                swipes=[
+                    SwipeIn(candidate_id=item.external_id, action=action)
+                    for item, action in zip(result.items, actions, strict=True)
+                ],
+            )
+            counts.impressions[k] += len(shown)
+            counts.likes[k] += sum(liked)
+            counts.matches[k] += matched
+            counts.recorded_matches[k] += len(ingest.matches)
+            round_matches += matched
+        counts.per_round_matches.append(round_matches)
+    return counts
+
+
+def pick_users(tenant: Any, population: Sequence[Any], n: int, seed: int) -> list[int]:
+    """Seeded sample of population indices among active profiles."""
+    rng = np.random.default_rng([seed, 301])
+    active = [i for i, p in enumerate(population) if p.status == "active"]
+    return sorted(rng.choice(active, size=min(n, len(active)), replace=False).tolist())
+
+
+# --- Statistics -------------------------------------------------------------------------------
+
+
+def bootstrap(results: dict[str, VariantCounts], resamples: int, seed: int) -> dict[str, Any]:
+    """Paired bootstrap over users: 95 % intervals of rates (per 100) and of reciprocal ratios."""
+    rng = np.random.default_rng([seed, 302])
+    n = len(next(iter(results.values())).impressions)
+    picks = rng.integers(0, n, size=(resamples, n))  # (B, n) user indices
+    rates: dict[str, dict[str, np.ndarray]] = {}
+    for variant, c in results.items():
+        impressions = c.impressions[picks].sum(axis=1)  # (B,)
+        denom = np.maximum(impressions, 1)
+        rates[variant] = {
+            "likes": 100 * c.likes[picks].sum(axis=1) / denom,
+            "matches": 100 * c.matches[picks].sum(axis=1) / denom,
+        }
+    out: dict[str, Any] = {
+        variant: {metric: _ci(values) for metric, values in by_metric.items()} for variant, by_metric in rates.items()
+    }
+    if "reciprocal" in rates:
+        for other in ("random", "one_way", "popularity"):
+            if other in rates:
+                ratio = rates["reciprocal"]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
+                out[f"match_ratio_reciprocal_over_{other}"] = _ci(ratio)
+    return out
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [round(float(low), 3), round(float(high), 3)]
+
+
+def summarize_variant(c: VariantCounts) -> dict[str, Any]:
+    impressions = int(c.impressions.sum())
+    likes, matches = int(c.likes.sum()), int(c.matches.sum())
+    per100 = 100 / max(impressions, 1)
+    wilson = wilson_interval(matches, impressions)
+    return {
+        "impressions": impressions,
+        "likes": likes,
+        "matches": matches,
+        "recorded_matches": int(c.recorded_matches.sum()),
+        "likes_per_100": round(likes * per100, 3),
+        "matches_per_100": round(matches * per100, 3),
+        "matches_per_100_wilson95": [round(100 * wilson[0], 3), round(100 * wilson[1], 3)],
+        "matches_per_round": c.per_round_matches,
+        "short_feeds": c.short_feeds,
+        "fallbacks": c.fallbacks,
+    }
+
+
+def report(payload: dict[str, Any]) -> None:
+    variants, ci = payload["variants"], payload["bootstrap95"]
+    rows = [
+        [
+            name,
+            v["impressions"],
+            v["likes_per_100"],
+            v["matches_per_100"],
+            f"{ci[name]['matches'][0]:.2f}-{ci[name]['matches'][1]:.2f}",
+            v["recorded_matches"],
+        ]
+        for name, v in variants.items()
+    ]
+    print(f"\nonline_eval {payload['population']['name']}: {payload['users']} users x {payload['rounds']} rounds")
+    print(format_table(["variant", "impressions", "likes/100", "matches/100", "95% CI (bootstrap)", "recorded"], rows))
+    for name, value in payload["ratios"].items():
+        interval = ci.get(f"match_ratio_{name}")
+        suffix = f" (95% CI {interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
+        print(f"{name}: {value:.2f}x{suffix}")
+    print(f"targets: {payload['targets']}")
+
+
+def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
+    out = {}
+    base = summary.get("reciprocal", {}).get("matches_per_100")
+    for other in ("random", "one_way", "popularity"):
+        if base is not None and other in summary:
+            out[f"reciprocal_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
+    return out
+
+
+def targets(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "reciprocal_over_random" in ratio:
+        out["reciprocal_at_least_3x_random"] = ratio["reciprocal_over_random"] >= TARGET_RATIO_VS_RANDOM
+    if "reciprocal_over_one_way" in ratio:
+        out["reciprocal_ahead_of_one_way"] = ratio["reciprocal_over_one_way"] > 1.0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    name = args.population.replace("-", "_")
+    env = isolate(f"patra_bench_online_{name}", embedded=args.embedded)
+    setup_django()
+    from recommender.simulation import SwipeSimulator
+
+    phases = Phases()
+    with phases("population and simulator"):
+        population = load_population(args)
+        # Same population and seed as the warm-up: the hidden preferences are the same ones.
+        simulator = SwipeSimulator(population, seed=args.seed)
+    tenant, reused = open_or_prepare(env, args, population, simulator, phases)
+    users = pick_users(tenant, population, args.users, args.seed)
+    results: dict[str, VariantCounts] = {}
+    for variant in args.variants:
+        with phases(f"variant {variant}"), database_copy(env, variant):
+            reset_process_state()
+            results[variant] = evaluate_variant(tenant, variant, users, simulator, args)
+    summary = {variant: summarize_variant(c) for variant, c in results.items()}
+    ratio = ratios(summary)
+    payload = {
+        "benchmark": "online_eval",
+        "command": "python -m bench.online_eval " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_info(),
+        "backend": backend_info(),
+        "population": {"name": args.population, "profiles": len(population), "seed": args.seed},
+        "warmup_swipes": args.warmup_swipes,
+        "reused_preparation": reused,
+        "users": len(users),
+        "rounds": args.rounds,
+        "feed_count": args.count,
+        "phase_seconds": phases.seconds,
+        "variants": summary,
+        "ratios": ratio,
+        "bootstrap95": bootstrap(results, args.bootstrap, args.seed),
+        "targets": targets(summary, ratio),
+    }
+    suffix = "_sqlite" if args.embedded else ""
+    path = write_result(f"online_eval_{name}{suffix}", payload)
+    report(payload)
+    print(f"written {path.relative_to(REPO_DIR)}")
+    print(json.dumps(payload["targets"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Reciprocal scoring of generated candidates (framework-free: numpy and ``recommender.ml`` only).
+
+Each candidate v of user u gets two one-way estimates in [0, 1], each a weighted mean of the
+signals available for that pair (weights of missing signals drop out, the rest are normalised):
+
+``P(u likes v)``
+    bio similarity ``(cos(u, v) + 1) / 2``; the structured score (age fit, distance, shared
+    interests, lifestyle); v's desirability ``elo_to_unit(R_v)``; and the interaction signal
+    ``(interaction_adjustment + 1) / 2`` (does v look like the profiles u liked rather than those
+    u passed?), present only when u has a swipe history and v has a vector.
+``P(v likes u)``
+    the same similarity and structured score (both symmetric in u and v); u's desirability
+    ``elo_to_unit(R_u)``, the same for every v. v's own history is not read: that would be
+    one query per candidate. When v already liked or superliked u, ``liked_you_boost`` adds
+    ``LIKED_YOU_BOOST`` (then clipped), because a like already given is the best evidence
+    there is that v will like u.
+
+The feed score is ``fuse(P(u likes v), P(v likes u), method)``, the harmonic mean by default,
+so a one-sided crush ranks low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.ml.elo import elo_to_unit
+from recommender.ml.fusion import fuse
+from recommender.ml.interaction import liked_you_boost
+from recommender.ml.structured import CandidateBatch, ProfileFeatures, structured_scores
+
+# A like already given makes P(v likes u) ~ 1: the boost saturates it after clipping.
+LIKED_YOU_BOOST = 1.0
+SIGNALS: tuple[str, ...] = ("similarity", "structured", "elo", "interaction")
+
+
+@dataclass(frozen=True)
+class SignalWeights:
+    similarity: float
+    structured: float
+    elo: float
+    interaction: float
+
+    def __post_init__(self) -> None:
+        if min(self.similarity, self.structured, self.elo, self.interaction) < 0:
+            raise ValueError(f"signal weights must be >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class PairSignals:
+    """Per-candidate inputs; NaN marks a signal unavailable for that candidate."""
+
+    similarity: np.ndarray  # (n,) cosine in [-1, 1] or NaN (no vector on either side)
+    interaction: np.ndarray  # (n,) adjustment in [-1, 1] or NaN (no history or no vector)
+    elo_candidate: np.ndarray  # (n,) Elo ratings of the candidates
+    elo_user: float  # the user's own Elo rating
+    liked_user: np.ndarray  # (n,) bool, the candidate already liked the user
+
+
+@dataclass(frozen=True)
+class Scored:
+    score_uv: np.ndarray  # (n,) P(u likes v)
+    score_vu: np.ndarray  # (n,) P(v likes u)
+    reciprocal: np.ndarray  # (n,) fused
+    components: dict[str, np.ndarray]  # name -> (n,) float (NaN = unavailable) or bool
+
+
+def _weighted_mean(values: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """(n,) mean of the available (non-NaN) values with their weights renormalised."""
+    stack = np.stack(values)  # (s, n)
+    w = np.asarray(weights, dtype=np.float64)[:, None] * ~np.isnan(stack)  # (s, n)
+    total = w.sum(axis=0)
+    summed = (np.nan_to_num(stack) * w).sum(axis=0)
+    return np.clip(np.divide(summed, total, out=np.full(stack.shape[1], 0.5), where=total > 0), 0.0, 1.0)
+
+
+def score_pairs(
+    user: ProfileFeatures,
+    cands: CandidateBatch,
+    signals: PairSignals,
+    weights: SignalWeights,
+    fusion_method: str = "harmonic",
+) -> Scored:
+    structured = structured_scores(user, cands)
+    similarity_unit = (np.clip(signals.similarity, -1.0, 1.0) + 1.0) / 2.0  # NaN stays NaN
+    interaction_unit = (np.clip(signals.interaction, -1.0, 1.0) + 1.0) / 2.0
+    elo_v = elo_to_unit(signals.elo_candidate)  # (n,)
+    elo_u = np.full(len(cands), float(elo_to_unit(signals.elo_user)))
+    structured_score = structured.score.astype(np.float64)
+    p_uv = _weighted_mean(
+        [similarity_unit, structured_score, elo_v, interaction_unit],
+        [weights.similarity, weights.structured, weights.elo, weights.interaction],
+    )
+    p_vu = _weighted_mean(
+        [similarity_unit, structured_score, elo_u], [weights.similarity, weights.structured, weights.elo]
+    )
+    p_vu = np.clip(p_vu + liked_you_boost(signals.liked_user, LIKED_YOU_BOOST), 0.0, 1.0)
+    reciprocal = fuse(p_uv, p_vu, fusion_method)
+    components: dict[str, np.ndarray] = {
+        "similarity": similarity_unit,
+        "structured": structured_score,
+        **{k: v.astype(np.float64) for k, v in structured.components.items()},
+        "elo": elo_v,
+        "interaction": signals.interaction.astype(np.float64),
+        "liked_you": np.asarray(signals.liked_user, dtype=bool),
+        "p_user_likes": p_uv,
+        "p_candidate_likes": p_vu,
+        "reciprocal": reciprocal,
+    }
+    return Scored(score_uv=p_uv, score_vu=p_vu, reciprocal=reciprocal, components=components)
+
+
+def exploration_slots(count: int, share: float) -> int:
+    """Slots of a ``count``-item feed given to exploration: ``floor(count * share)``, so a
+    20-item feed at the default 0.1 explores 2 and a feed shorter than 10 items none."""
+    return max(0, min(count, int(count * max(0.0, min(share, 1.0)))))
+
+
+def pick_feed(
+    order: np.ndarray, count: int, n_explore: int, rng: np.random.Generator, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ranked positions into (top, explored).
+
+    ``order`` (m,) ranks eligible candidates best first. The top ``count - n_explore`` are taken
+    as ranked; ``n_explore`` more are drawn uniformly from the rest. The draw runs over the rest
+    sorted by id, so a fixed seed picks the same profiles whatever the arrays' layout.
+    """
+    n_top = min(len(order), count - n_explore)
+    top = order[:n_top]
+    rest = order[n_top:]
+    n_more = min(count - n_top, len(rest))
+    if n_more <= 0:
+        return top, np.empty(0, dtype=order.dtype)
+    rest = rest[np.argsort(ids[rest], kind="stable")]
+    explored = rng.choice(rest, size=n_more, replace=False) if n_more < len(rest) else rest
+    return top, np.asarray(explored, dtype=order.dtype)

@@ -1,0 +1,477 @@
+"""A per-tenant, process-local store of every active profile's matching features.
+
+Why: a feed scores a few hundred candidates, and reading their features from the database for
+every request (a query plus model instances per candidate) would cost more than all the maths.
+The store keeps them as one struct-of-arrays :class:`CandidateBatch` (row i = one profile), plus
+the Elo ratings, the creation times and a dense ``pk -> row`` array, so that a feed turns a set of
+profile ids into rows, masks and scores with a handful of numpy operations.
+
+Freshness
+    Built once per process and tenant, then refreshed by deltas: profiles with
+    ``updated_at`` past the watermark (minus an overlap, for transactions that committed after
+    a later one) or with a primary key past the highest seen (bulk loads), every
+    ``FEED_STORE_REFRESH_SECONDS`` (2 s); Elo ratings every ``FEED_ELO_REFRESH_SECONDS`` (10 s).
+    A profile that stops being active keeps its row with ``active = False``. Only one thread
+    refreshes at a time; the others keep serving from the current arrays instead of waiting.
+    The store is a cache: bans are enforced again against the database on the final feed.
+
+Concurrency
+    Readers take a :class:`StoreSnapshot` (references to the arrays at that moment). Updates of
+    existing rows are written in place; growth allocates new arrays, so a snapshot never sees a
+    half-resized array. The interest vocabulary is copied on write for the same reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from recommender.ml.elo import EloConfig
+from recommender.ml.structured import (
+    ATTRIBUTE_NAMES,
+    GENDER_CODE,
+    CandidateBatch,
+    ProfileFeatures,
+    attribute_code,
+    seeking_mask,
+)
+from recommender.models import EloRating, Profile, ProfileStatus
+
+# Re-read profiles changed up to this long before the watermark: a transaction that stamped
+# updated_at before the last refresh but committed after it is still picked up.
+WATERMARK_OVERLAP = timedelta(seconds=30)
+# Elo-popular and fresh pools: how many rows each holds, and how long they are reused.
+POOL_SIZE = 300
+POOL_SECONDS = 5.0
+# The structured pre-filter scans the store in chunks and stops once it has enough rows.
+SCAN_CHUNK = 50_000
+KM_PER_DEGREE = 111.2
+
+_PROFILE_FIELDS: tuple[str, ...] = (
+    "pk",
+    "status",
+    "age",
+    "gender",
+    "seeking",
+    "age_min",
+    "age_max",
+    "max_distance_km",
+    "lat",
+    "lon",
+    "interests",
+    *ATTRIBUTE_NAMES,
+    "created_at",
+)
+_ATTR_OFFSET = _PROFILE_FIELDS.index(ATTRIBUTE_NAMES[0])
+_FETCH_CHUNK = 20_000
+
+
+def refresh_seconds() -> float:
+    return float(getattr(settings, "FEED_STORE_REFRESH_SECONDS", 2.0))
+
+
+def elo_refresh_seconds() -> float:
+    return float(getattr(settings, "FEED_ELO_REFRESH_SECONDS", 10.0))
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """The store's arrays at one moment; row i of every array is the same profile."""
+
+    batch: CandidateBatch  # (n,) rows; batch.ids are Profile pks
+    elo: np.ndarray  # (n,) float64 ratings
+    active: np.ndarray  # (n,) bool, status == active when last seen
+    created: np.ndarray  # (n,) float64 epoch seconds
+    row_of: np.ndarray  # (max_pk + 1,) int64, -1 = not in the store
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def rows_for(self, pks: np.ndarray | Sequence[int]) -> np.ndarray:
+        """(m,) rows of the known ``pks`` (unknown ones dropped), in input order."""
+        pk_arr = np.asarray(pks, dtype=np.int64)  # (k,)
+        known = (pk_arr >= 0) & (pk_arr < len(self.row_of))
+        rows = self.row_of[pk_arr[known]]
+        return rows[(rows >= 0) & (rows < len(self))]
+
+    def row_of_pk(self, pk: int) -> int:
+        row = int(self.row_of[pk]) if 0 <= pk < len(self.row_of) else -1
+        return row if row < len(self) else -1
+
+    def prefilter_rows(self, user: ProfileFeatures, want: int, start: int = 0) -> np.ndarray:
+        """Up to ``want`` active rows passing a cheap structured pre-filter: gender both ways,
+        age ranges both ways and the user's distance as a lat/lon bounding box.
+
+        Scans chunks from ``start`` (wrapping around) and stops early, so the cost is bounded
+        by the chunks needed, not the tenant's size. The exact hard filter runs afterwards.
+        """
+        n = len(self)
+        if n == 0 or want <= 0:
+            return np.empty(0, dtype=np.int64)
+        found: list[np.ndarray] = []
+        total = 0
+        for lo in range(0, n, SCAN_CHUNK):
+            rows = (np.arange(lo, min(lo + SCAN_CHUNK, n), dtype=np.int64) + start) % n  # (c,)
+            hits = rows[self._prefilter_mask(user, rows)]
+            found.append(hits)
+            total += len(hits)
+            if total >= want:
+                break
+        return np.concatenate(found)[:want]
+
+    def _prefilter_mask(self, user: ProfileFeatures, rows: np.ndarray) -> np.ndarray:
+        b = self.batch
+        gender = b.gender[rows]
+        u_code = GENDER_CODE[user.gender]
+        sought = (np.left_shift(np.uint8(1), gender.astype(np.uint8)) & seeking_mask(user.seeking)) != 0
+        seeks_user = (b.seeking[rows] & (1 << u_code)) != 0
+        age = b.age[rows]
+        age_ok = (age >= user.age_min) & (age <= user.age_max) & (b.age_min[rows] <= user.age)
+        age_ok &= b.age_max[rows] >= user.age
+        dlat = user.max_distance_km / KM_PER_DEGREE
+        # longitude degrees shrink with latitude; clamp so the poles do not divide by ~0
+        dlon = dlat / max(np.cos(np.radians(user.lat)), 0.01)
+        box = (np.abs(b.lat[rows] - user.lat) <= dlat) & (np.abs(b.lon[rows] - user.lon) <= dlon)
+        return self.active[rows] & sought & seeks_user & age_ok & box
+
+
+class _Columns:
+    """Encoded features of fetched profile rows, ready to scatter into the store."""
+
+    def __init__(self, size: int, n_words: int) -> None:
+        self.pks = np.empty(size, dtype=np.int64)  # (m,)
+        self.active = np.empty(size, dtype=bool)
+        self.age = np.empty(size, dtype=np.int16)
+        self.gender = np.empty(size, dtype=np.int8)
+        self.seeking = np.empty(size, dtype=np.uint8)
+        self.age_min = np.empty(size, dtype=np.int16)
+        self.age_max = np.empty(size, dtype=np.int16)
+        self.max_distance_km = np.empty(size, dtype=np.float64)
+        self.lat = np.empty(size, dtype=np.float64)
+        self.lon = np.empty(size, dtype=np.float64)
+        self.interest_bits = np.zeros((size, n_words), dtype=np.uint64)  # (m, n_words)
+        self.interest_count = np.empty(size, dtype=np.int32)
+        self.attributes = np.empty((size, len(ATTRIBUTE_NAMES)), dtype=np.int64)  # (m, n_attrs)
+        self.created = np.empty(size, dtype=np.float64)
+
+
+_BATCH_FIELDS: tuple[str, ...] = (
+    "age",
+    "gender",
+    "seeking",
+    "age_min",
+    "age_max",
+    "max_distance_km",
+    "lat",
+    "lon",
+    "interest_bits",
+    "interest_count",
+    "attributes",
+)
+
+
+class CandidateStore:
+    """The feature store of one tenant; see the module docstring."""
+
+    def __init__(self, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+        self._lock = threading.Lock()
+        self._n = 0
+        self._arrays: dict[str, np.ndarray] = {}
+        self._elo = np.empty(0, dtype=np.float64)
+        self._active = np.empty(0, dtype=bool)
+        self._created = np.empty(0, dtype=np.float64)
+        self._pks = np.empty(0, dtype=np.int64)
+        self._row_of = np.full(1, -1, dtype=np.int64)
+        self._vocab: dict[str, int] = {}
+        self._n_words = 1
+        self._attr_codes: dict[tuple[str, Any], int] = {}
+        self._seeking_codes: dict[tuple[str, ...], int] = {}
+        self._max_pk = 0
+        self._profile_wm: datetime | None = None
+        self._elo_wm: datetime | None = None
+        self._checked_at = 0.0
+        self._elo_checked_at = 0.0
+        self._pools: tuple[float, np.ndarray, np.ndarray] | None = None
+        self._snapshot: StoreSnapshot | None = None
+        self._allocate(0)
+
+    # ------------------------------------------------------------------ reading
+
+    def snapshot(self) -> StoreSnapshot:
+        snap = self._snapshot
+        if snap is None:
+            snap = self._make_snapshot()
+            self._snapshot = snap
+        return snap
+
+    def pools(self) -> tuple[np.ndarray, np.ndarray]:
+        """(popular rows, fresh rows): the ``POOL_SIZE`` active rows with the highest Elo and
+        the newest ``created_at``, recomputed at most every ``POOL_SECONDS``."""
+        cached = self._pools
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < POOL_SECONDS:
+            return cached[1], cached[2]
+        snap = self.snapshot()
+        act = np.flatnonzero(snap.active)  # (a,)
+        popular = act[_top(snap.elo[act], POOL_SIZE)]
+        fresh = act[_top(snap.created[act], POOL_SIZE)]
+        self._pools = (now, popular, fresh)
+        return popular, fresh
+
+    # ------------------------------------------------------------------ writing
+
+    def build(self) -> None:
+        """Load every active profile of the tenant and its Elo rating."""
+        with self._lock:
+            started = timezone.now()
+            self._max_pk = Profile.objects.filter(tenant_id=self.tenant_id).aggregate(m=Max("pk"))["m"] or 0
+            query = Profile.objects.filter(tenant_id=self.tenant_id, status=ProfileStatus.ACTIVE).order_by("pk")
+            self._ingest(query.values_list(*_PROFILE_FIELDS).iterator(chunk_size=_FETCH_CHUNK))
+            self._ingest_elo(EloRating.objects.filter(tenant_id=self.tenant_id).values_list("profile_id", "rating"))
+            self._profile_wm = self._elo_wm = started
+            self._checked_at = self._elo_checked_at = time.monotonic()
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Apply the deltas if due (or ``force``); False when skipped. Never waits for a
+        refresh already running in another thread unless forced."""
+        now = time.monotonic()
+        profiles_due = force or now - self._checked_at >= refresh_seconds()
+        elo_due = force or now - self._elo_checked_at >= elo_refresh_seconds()
+        if not (profiles_due or elo_due):
+            return False
+        if not self._lock.acquire(blocking=force):
+            return False
+        try:
+            if profiles_due:
+                self._refresh_profiles()
+            if elo_due:
+                self._refresh_elo()
+        finally:
+            self._lock.release()
+        return True
+
+    def mark_inactive(self, pks: Iterable[int]) -> None:
+        """Take profiles found non-active in the database out of the candidate pools at once."""
+        snap = self.snapshot()
+        rows = snap.rows_for(np.fromiter(pks, dtype=np.int64))
+        self._active[rows] = False
+        self._pools = None
+
+    def _refresh_profiles(self) -> None:
+        assert self._profile_wm is not None
+        started = timezone.now()
+        changed = Q(updated_at__gte=self._profile_wm - WATERMARK_OVERLAP) | Q(pk__gt=self._max_pk)
+        rows = list(Profile.objects.filter(changed, tenant_id=self.tenant_id).values_list(*_PROFILE_FIELDS))
+        if rows:
+            added = self._ingest(rows)
+            self._max_pk = max(self._max_pk, max(r[0] for r in rows))
+            if len(added):
+                # a profile that was not active at build time may already have a rating
+                ratings = EloRating.objects.filter(profile_id__in=added.tolist())
+                self._ingest_elo(ratings.values_list("profile_id", "rating"))
+        self._profile_wm = started
+        self._checked_at = time.monotonic()
+
+    def _refresh_elo(self) -> None:
+        assert self._elo_wm is not None
+        started = timezone.now()
+        recent = EloRating.objects.filter(tenant_id=self.tenant_id, updated_at__gte=self._elo_wm - WATERMARK_OVERLAP)
+        self._ingest_elo(recent.values_list("profile_id", "rating"))
+        self._elo_wm = started
+        self._elo_checked_at = time.monotonic()
+
+    def _ingest_elo(self, rows: Iterable[tuple[int, float]]) -> None:
+        pairs = np.array(list(rows), dtype=np.float64).reshape(-1, 2)  # (m, 2): pk, rating
+        if len(pairs) == 0:
+            return
+        pks = pairs[:, 0].astype(np.int64)
+        known = pks < len(self._row_of)
+        rows_idx = self._row_of[pks[known]]
+        ok = rows_idx >= 0
+        self._elo[rows_idx[ok]] = pairs[known, 1][ok]
+        self._pools = None
+
+    def _ingest(self, rows: Iterable[tuple[Any, ...]]) -> np.ndarray:
+        """Encode and store fetched rows; returns the pks that got a new row."""
+        added: list[np.ndarray] = []
+        chunk: list[tuple[Any, ...]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= _FETCH_CHUNK:
+                added.append(self._ingest_chunk(chunk))
+                chunk = []
+        if chunk:
+            added.append(self._ingest_chunk(chunk))
+        self._snapshot = None
+        self._pools = None
+        return np.concatenate(added) if added else np.empty(0, dtype=np.int64)
+
+    def _ingest_chunk(self, rows: list[tuple[Any, ...]]) -> np.ndarray:
+        self._extend_vocab(rows)
+        cols = self._encode(rows)
+        self._ensure_row_of(int(cols.pks.max()))
+        existing = self._row_of[cols.pks]  # (m,)
+        # new rows only for active profiles; a non-active unknown profile has nothing to hide
+        new = (existing < 0) & cols.active
+        n_new = int(new.sum())
+        self._ensure_capacity(self._n + n_new)
+        target = existing.copy()
+        target[new] = np.arange(self._n, self._n + n_new)
+        self._row_of[cols.pks[new]] = target[new]
+        write = target >= 0
+        self._scatter(cols, target[write], write)
+        self._n += n_new
+        return cols.pks[new]
+
+    def _scatter(self, cols: _Columns, rows: np.ndarray, sel: np.ndarray) -> None:
+        for name in _BATCH_FIELDS:
+            self._arrays[name][rows] = getattr(cols, name)[sel]
+        self._pks[rows] = cols.pks[sel]
+        self._active[rows] = cols.active[sel]
+        self._created[rows] = cols.created[sel]
+        self._elo[rows[rows >= self._n]] = EloConfig().initial  # new rows start at the initial rating
+
+    def _encode(self, rows: list[tuple[Any, ...]]) -> _Columns:
+        cols = _Columns(len(rows), self._n_words)
+        for i, r in enumerate(rows):
+            cols.pks[i] = r[0]
+            cols.active[i] = r[1] == ProfileStatus.ACTIVE
+            cols.age[i], cols.age_min[i], cols.age_max[i] = r[2], r[5], r[6]
+            cols.gender[i] = GENDER_CODE.get(r[3], 0)
+            cols.seeking[i] = self._seeking_code(r[4])
+            cols.max_distance_km[i], cols.lat[i], cols.lon[i] = r[7], r[8], r[9]
+            tags = r[10] or ()
+            cols.interest_count[i] = len(set(tags))
+            for tag in tags:
+                bit = self._vocab[tag]
+                cols.interest_bits[i, bit >> 6] |= np.uint64(1) << np.uint64(bit & 63)
+            cols.attributes[i] = [self._attr_code(name, r[_ATTR_OFFSET + j]) for j, name in enumerate(ATTRIBUTE_NAMES)]
+            cols.created[i] = r[-1].timestamp()
+        return cols
+
+    def _seeking_code(self, seeking: Sequence[str] | None) -> int:
+        key = tuple(seeking or ())
+        code = self._seeking_codes.get(key)
+        if code is None:
+            code = self._seeking_codes[key] = seeking_mask([g for g in key if g in GENDER_CODE])
+        return code
+
+    def _attr_code(self, name: str, value: Any) -> int:
+        key = (name, value)
+        code = self._attr_codes.get(key)
+        if code is None:
+            code = self._attr_codes[key] = attribute_code(name, value)
+        return code
+
+    def _extend_vocab(self, rows: list[tuple[Any, ...]]) -> None:
+        new_tags = sorted({t for r in rows for t in (r[10] or ()) if t not in self._vocab})
+        if not new_tags:
+            return
+        # copy on write: snapshots keep the vocabulary that matches their bit arrays
+        vocab = dict(self._vocab)
+        for tag in new_tags:
+            vocab[tag] = len(vocab)
+        n_words = max(1, -(-len(vocab) // 64))
+        if n_words > self._n_words:
+            old = self._arrays["interest_bits"]
+            bits = np.zeros((old.shape[0], n_words), dtype=np.uint64)  # (capacity, n_words)
+            bits[:, : self._n_words] = old
+            self._arrays["interest_bits"] = bits
+            self._n_words = n_words
+        self._vocab = vocab
+        self._snapshot = None
+
+    # ------------------------------------------------------------------ storage
+
+    def _allocate(self, capacity: int) -> None:
+        self._arrays = {
+            "age": np.zeros(capacity, dtype=np.int16),
+            "gender": np.zeros(capacity, dtype=np.int8),
+            "seeking": np.zeros(capacity, dtype=np.uint8),
+            "age_min": np.zeros(capacity, dtype=np.int16),
+            "age_max": np.zeros(capacity, dtype=np.int16),
+            "max_distance_km": np.zeros(capacity, dtype=np.float64),
+            "lat": np.zeros(capacity, dtype=np.float64),
+            "lon": np.zeros(capacity, dtype=np.float64),
+            "interest_bits": np.zeros((capacity, self._n_words), dtype=np.uint64),
+            "interest_count": np.zeros(capacity, dtype=np.int32),
+            "attributes": np.full((capacity, len(ATTRIBUTE_NAMES)), -1, dtype=np.int64),
+        }
+        self._elo = np.full(capacity, EloConfig().initial, dtype=np.float64)
+        self._active = np.zeros(capacity, dtype=bool)
+        self._created = np.zeros(capacity, dtype=np.float64)
+        self._pks = np.zeros(capacity, dtype=np.int64)
+
+    def _ensure_capacity(self, needed: int) -> None:
+        capacity = len(self._pks)
+        if needed <= capacity:
+            return
+        new_capacity = max(needed, 2 * capacity, 1024)
+        old = (dict(self._arrays), self._elo, self._active, self._created, self._pks)
+        self._allocate(new_capacity)
+        for name, arr in old[0].items():
+            self._arrays[name][:capacity] = arr
+        for new_arr, old_arr in zip((self._elo, self._active, self._created, self._pks), old[1:], strict=True):
+            new_arr[:capacity] = old_arr
+        self._snapshot = None
+
+    def _ensure_row_of(self, max_pk: int) -> None:
+        if max_pk < len(self._row_of):
+            return
+        row_of = np.full(max(max_pk + 1, 2 * len(self._row_of)), -1, dtype=np.int64)
+        row_of[: len(self._row_of)] = self._row_of
+        self._row_of = row_of
+        self._snapshot = None
+
+    def _make_snapshot(self) -> StoreSnapshot:
+        n = self._n
+        batch = CandidateBatch(
+            ids=self._pks[:n],
+            interest_vocab=self._vocab,
+            **{name: self._arrays[name][:n] for name in _BATCH_FIELDS},
+        )
+        return StoreSnapshot(
+            batch=batch, elo=self._elo[:n], active=self._active[:n], created=self._created[:n], row_of=self._row_of
+        )
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """(min(k, n),) positions of the k largest values, largest first."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    part = np.argpartition(-values, k - 1)[:k]
+    return part[np.argsort(-values[part], kind="stable")]
+
+
+_stores: dict[int, CandidateStore] = {}
+_stores_lock = threading.Lock()
+
+
+def candidate_store(tenant_id: int) -> CandidateStore:
+    """The tenant's store, built on first use and refreshed when due."""
+    store = _stores.get(tenant_id)
+    if store is None:
+        with _stores_lock:  # held while building so two threads never build one tenant twice
+            store = _stores.get(tenant_id)
+            if store is None:
+                store = CandidateStore(tenant_id)
+                store.build()
+                _stores[tenant_id] = store
+        return store
+    store.refresh()
+    return store
+
+
+def stores_reset() -> None:
+    with _stores_lock:
+        _stores.clear()

@@ -1,0 +1,590 @@
+"""The reciprocal feed: candidates the user is likely to like AND who are likely to like them back.
+
+Stages (each timed, in ms, in ``FeedResult.stage_ms``):
+
+``store``
+    The tenant's in-process candidate store (``recommender.feed.store``): every active
+    profile's features, Elo and a ``pk -> row`` map, refreshed by deltas at most every 2 s.
+``history``
+    Two indexed queries: the user's swipes (who they swiped, and their last
+    ``HISTORY_PER_ACTION`` likes, superlikes and passes) together with the likes the user
+    received, and ``excluded_profile_ids`` (the user, their matches, later blocks and reports).
+``vectors_user``
+    The user's own vector and their history's vectors (``profile_vectors``: cache, then DB),
+    giving the taste vector (``taste_vector``). Skipped in fallback.
+``candidates``
+    A union of a few hundred to a few thousand store rows: (a) ANN neighbours of the user's
+    own vector, (b) ANN neighbours of the taste vector, (c) "liked you": profiles that liked or
+    superliked the user and that the user has not swiped, (d) Elo-popular and (e) newest
+    profiles of the tenant (pools cached per tenant for a few seconds), and (f) a structured
+    pre-filter scan of the store (gender, age ranges, distance box) when the index is missing,
+    ML is off, or (a) to (e) leave fewer than ``MIN_POOL_PER_ITEM`` eligible per slot, so a
+    cold-start or fallback feed is still full.
+``filter``
+    Hard filters that hold both ways (``hard_filter_mask``: genders sought, age ranges,
+    distance within both max distances), the request's narrowing filters, active status as the
+    store knows it, and exclusion of the user, swiped and excluded profiles.
+``vectors``
+    Vectors of the eligible candidates only (``profile_vectors``).
+``score``
+    ``recommender.feed.scoring``: P(u likes v) and P(v likes u) from bio similarity, the
+    structured score, Elo, u's interaction adjustment and the liked-you boost, weighted by the
+    ``ML_*_WEIGHT`` settings (renormalised over the signals available), fused with
+    ``ML_FUSION_METHOD``. The ``variant`` picks the ranking value: ``reciprocal`` (fused),
+    ``one_way`` (P(u likes v)), ``popularity`` (Elo), ``random`` (a seeded draw).
+``select``
+    The top ``count - e`` candidates plus ``e = floor(count * ML_EXPLORATION_SHARE)`` drawn at
+    random from the other eligible ones (seeded by tenant, user, day and variant, so a feed is
+    reproducible within a day; ``"explore": true`` in their components; none for ``random``).
+    Items are returned by descending score, so explored ones usually fill the last slots.
+``live_check``
+    One query re-reads the status of the chosen profiles: a profile banned, hidden or erased
+    since the store or index last saw it is dropped and replaced, never served.
+``log``
+    The served batch is logged with ``impression_batch_ingest`` (``log_impressions=True``),
+    with ``model_version`` naming the feed variant and the index version, e.g.
+    ``feed-v1+index:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``.
+
+Fallback: with ``ML_ENABLED`` off, the model unavailable or no serving index, the feed uses the
+structured score, Elo and the liked-you boost only (sources c to f) and says why in
+``FeedResult.fallback`` (``"ml_disabled"``, ``"model_unavailable"`` or ``"index_missing"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from recommender.feed.scoring import PairSignals, SignalWeights, exploration_slots, pick_feed, score_pairs
+from recommender.feed.store import CandidateStore, StoreSnapshot, candidate_store, stores_reset
+from recommender.ml.interaction import interaction_adjustment, taste_vector
+from recommender.ml.structured import GENDER_CODE, CandidateBatch, ProfileFeatures, hard_filter_mask, haversine_km
+from recommender.models import (
+    POSITIVE_ACTIONS,
+    EloRating,
+    Match,
+    Profile,
+    ProfileStatus,
+    Swipe,
+    SwipeAction,
+    Tenant,
+)
+from recommender.services.embeddings import EmbeddingUnavailable, ml_available, profile_vectors
+from recommender.services.events import ImpressionBatchIn, impression_batch_ingest
+from recommender.services.index import ServingIndex, serving_index
+
+logger = logging.getLogger(__name__)
+
+FEED_VERSION = "feed-v1"
+VARIANTS: tuple[str, ...] = ("reciprocal", "one_way", "popularity", "random")
+FALLBACK_REASONS: tuple[str, ...] = ("ml_disabled", "model_unavailable", "index_missing")
+MAX_COUNT = 100
+ANN_K = 200  # neighbours per ANN query (own vector, taste vector)
+HISTORY_PER_ACTION = 100  # newest likes / superlikes / passes feeding taste and interaction
+MIN_POOL_PER_ITEM = 3  # below count * this many eligible, the structured pre-filter adds more
+PREFILTER_ROWS = 400
+LIVE_CHECK_ROUNDS = 3
+MODEL_VERSION_MAX = 64  # Impression.model_version
+
+
+@dataclass
+class FeedFilters:
+    """Narrow, never widen, the user's own preferences."""
+
+    age_min: int | None = None
+    age_max: int | None = None
+    max_distance_km: float | None = None
+    genders: list[str] | None = None
+
+
+@dataclass
+class FeedItem:
+    profile_id: int
+    external_id: uuid.UUID
+    score: float
+    components: dict[str, float | bool | None]
+
+
+@dataclass
+class FeedResult:
+    items: list[FeedItem]
+    model_version: str
+    latency_ms: float
+    cache_hit: bool
+    fallback: str | None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Stages:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = round(self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000, 3)
+
+
+# --------------------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class SwipeHistory:
+    swiped: np.ndarray  # (s,) int64 pks of everyone the user swiped
+    liked: list[int]  # newest HISTORY_PER_ACTION, oldest first
+    superliked: list[int]
+    passed: list[int]
+    likers: np.ndarray  # (m,) int64 pks of who liked or superliked the user
+
+
+def swipe_history(*, user_id: int) -> SwipeHistory:
+    """The user's swipes and the likes they received, in one query (two index scans)."""
+    rows = (
+        Swipe.objects.filter(Q(user_id=user_id) | Q(candidate_id=user_id, action__in=POSITIVE_ACTIONS))
+        .order_by("occurred_at", "pk")
+        .values_list("user_id", "candidate_id", "action")
+    )
+    groups: dict[str, list[int]] = {SwipeAction.LIKE: [], SwipeAction.SUPERLIKE: [], SwipeAction.PASS: []}
+    swiped: set[int] = set()
+    likers: set[int] = set()
+    for swiper_id, candidate_id, action in rows:
+        if swiper_id == user_id:
+            swiped.add(candidate_id)
+            groups[action].append(candidate_id)
+        else:
+            likers.add(swiper_id)
+    recent = {k: v[-HISTORY_PER_ACTION:] for k, v in groups.items()}
+    return SwipeHistory(
+        swiped=np.fromiter(swiped, dtype=np.int64, count=len(swiped)),
+        liked=recent[SwipeAction.LIKE],
+        superliked=recent[SwipeAction.SUPERLIKE],
+        passed=recent[SwipeAction.PASS],
+        likers=np.fromiter(likers, dtype=np.int64, count=len(likers)),
+    )
+
+
+def excluded_profile_ids(tenant_id: int, user_id: int) -> set[int]:
+    """Profiles never to show ``user_id``: the user, everyone they already matched with, and
+    everyone they blocked or reported or who blocked them (the safety app).
+
+    The one place for "never show". Swiped profiles are excluded separately, from the swipe
+    history the feed reads anyway.
+    """
+    from safety.selectors import blocked_or_reported_ids  # the safety app builds on recommender
+
+    # no tenant condition: a user's matches are all in their tenant, and the planner would
+    # rather walk the tenant index than OR the two user indexes
+    matched = Match.objects.filter(Q(user_a_id=user_id) | Q(user_b_id=user_id)).values_list("user_a_id", "user_b_id")
+    excluded = {user_id} | {pk for pair in matched for pk in pair}
+    return excluded | blocked_or_reported_ids(tenant_id=tenant_id, user_id=user_id)
+
+
+def profile_features(profile: Profile) -> ProfileFeatures:
+    return ProfileFeatures(
+        age=profile.age,
+        gender=profile.gender,
+        seeking=tuple(profile.seeking),
+        age_min=profile.age_min,
+        age_max=profile.age_max,
+        max_distance_km=profile.max_distance_km,
+        lat=profile.lat,
+        lon=profile.lon,
+        interests=frozenset(profile.interests or ()),
+        attributes=profile.attributes(),
+    )
+
+
+def _ml_state(tenant_id: int) -> tuple[ServingIndex | None, str | None]:
+    if not settings.ML_ENABLED:
+        return None, "ml_disabled"
+    try:
+        if not ml_available():
+            return None, "model_unavailable"
+    except EmbeddingUnavailable:
+        return None, "model_unavailable"
+    index = serving_index(tenant_id)
+    if index is None:
+        return None, "index_missing"
+    return index, None
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _narrowed(user: ProfileFeatures, filters: FeedFilters | None) -> ProfileFeatures:
+    """The user's preferences intersected with the request's filters (for the pre-filter scan)."""
+    if filters is None:
+        return user
+    seeking = tuple(g for g in user.seeking if filters.genders is None or g in filters.genders)
+    return ProfileFeatures(
+        age=user.age,
+        gender=user.gender,
+        seeking=seeking,
+        age_min=max(user.age_min, filters.age_min or user.age_min),
+        age_max=min(user.age_max, filters.age_max or user.age_max),
+        max_distance_km=min(user.max_distance_km, filters.max_distance_km or user.max_distance_km),
+        lat=user.lat,
+        lon=user.lon,
+    )
+
+
+def _filters_mask(user: ProfileFeatures, cands: CandidateBatch, filters: FeedFilters | None) -> np.ndarray:
+    """(n,) bool: the request's filters, applied on top of (never instead of) the hard filters."""
+    mask = np.ones(len(cands), dtype=bool)
+    if filters is None:
+        return mask
+    if filters.age_min is not None:
+        mask &= cands.age >= filters.age_min
+    if filters.age_max is not None:
+        mask &= cands.age <= filters.age_max
+    if filters.max_distance_km is not None:
+        mask &= haversine_km(user.lat, user.lon, cands.lat, cands.lon) <= filters.max_distance_km
+    if filters.genders is not None:
+        mask &= np.isin(cands.gender, [GENDER_CODE[g] for g in filters.genders if g in GENDER_CODE])
+    return mask
+
+
+def _eligible(
+    snap: StoreSnapshot, rows: np.ndarray, user: ProfileFeatures, filters: FeedFilters | None, excluded: np.ndarray
+) -> np.ndarray:
+    """(m,) the unique rows among ``rows`` that pass every filter, both ways."""
+    rows = np.unique(rows)
+    rows = rows[snap.active[rows]]
+    rows = rows[~np.isin(snap.batch.ids[rows], excluded)]
+    cands = snap.batch.take(rows)
+    return rows[hard_filter_mask(user, cands) & _filters_mask(user, cands, filters)]
+
+
+# --------------------------------------------------------------------------- ML inputs
+
+
+@dataclass
+class _UserVectors:
+    own: np.ndarray | None  # (d,)
+    taste: np.ndarray | None  # (d,)
+    liked: np.ndarray | None  # (l, d), oldest first
+    superliked: np.ndarray | None
+    passed: np.ndarray | None
+
+    @property
+    def has_history(self) -> bool:
+        return any(v is not None for v in (self.liked, self.superliked, self.passed))
+
+
+def _stack(vectors: dict[int, np.ndarray], pks: Sequence[int]) -> np.ndarray | None:
+    rows = [vectors[pk] for pk in pks if pk in vectors]
+    return np.stack(rows).astype(np.float32) if rows else None
+
+
+def _indexed(index: ServingIndex, pks: Sequence[int]) -> list[int]:
+    """The ``pks`` the index holds: only they have a current embedding, so asking for the others
+    would cost a cache miss and a database query each time (profiles without a bio)."""
+    return [pk for pk in pks if pk in index]
+
+
+def _user_vectors(index: ServingIndex, tenant_id: int, user_id: int, history: SwipeHistory) -> _UserVectors:
+    # the user's own vector is asked for even when not indexed (a hidden user still browses)
+    wanted = [user_id, *_indexed(index, [*history.liked, *history.superliked, *history.passed])]
+    vectors = profile_vectors(tenant_id=tenant_id, profile_ids=wanted).vectors
+    liked, superliked, passed = (_stack(vectors, g) for g in (history.liked, history.superliked, history.passed))
+    own = vectors.get(user_id)
+    return _UserVectors(
+        own=None if own is None else np.asarray(own, dtype=np.float32),
+        taste=taste_vector(liked, superliked, passed),
+        liked=liked,
+        superliked=superliked,
+        passed=passed,
+    )
+
+
+def _ann_rows(
+    index: ServingIndex, snap: StoreSnapshot, uv: _UserVectors, swiped: np.ndarray, excluded: np.ndarray
+) -> np.ndarray:
+    queries = [v for v in (uv.own, uv.taste) if v is not None]
+    if not queries:
+        return np.empty(0, dtype=np.int64)
+    # Passing who to skip makes the index over-fetch by that many; past a few hundred the
+    # over-fetch costs more than it gains, and the filter stage drops them anyway.
+    skip = np.concatenate([swiped, excluded])
+    exclude = set(skip.tolist()) if len(skip) <= 500 else None
+    try:
+        ids, _ = index.query(np.stack(queries), ANN_K, exclude=exclude)  # (q, k') Profile pks
+    except RuntimeError as exc:
+        # hnswlib gives up when it cannot find k live neighbours (tiny or degenerate graphs, e.g.
+        # many identical bios); the other sources still fill the feed.
+        logger.warning("ANN query failed for tenant %s: %s", index.tenant_id, exc)
+        return np.empty(0, dtype=np.int64)
+    return snap.rows_for(np.asarray(ids, dtype=np.int64).ravel())
+
+
+@dataclass(frozen=True)
+class _CandidateVectors:
+    matrix: np.ndarray  # (n, d) float32, zero rows where missing
+    present: np.ndarray  # (n,) bool
+    cache_hit: bool
+
+
+def _candidate_vectors(index: ServingIndex, tenant_id: int, pks: np.ndarray) -> _CandidateVectors:
+    lookup = profile_vectors(tenant_id=tenant_id, profile_ids=_indexed(index, pks.tolist()))
+    dim = len(next(iter(lookup.vectors.values()))) if lookup.vectors else 0
+    matrix = np.zeros((len(pks), dim), dtype=np.float32)  # (n, d)
+    present = np.zeros(len(pks), dtype=bool)
+    for i, pk in enumerate(pks.tolist()):
+        vec = lookup.vectors.get(pk)
+        if vec is not None:
+            matrix[i] = vec
+            present[i] = True
+    return _CandidateVectors(matrix=matrix, present=present, cache_hit=lookup.misses == 0 and lookup.cache_hits > 0)
+
+
+def _ml_signals(uv: _UserVectors, cv: _CandidateVectors | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarity, interaction), each (n,) with NaN where unavailable."""
+    similarity = np.full(n, np.nan)
+    interaction = np.full(n, np.nan)
+    if cv is None or not cv.present.any():
+        return similarity, interaction
+    have = cv.present
+    dim = cv.matrix.shape[1]
+    # vectors of another dimension (a model change half rolled out) cannot be compared
+    if uv.own is not None and len(uv.own) == dim:
+        similarity[have] = cv.matrix[have] @ uv.own
+    if uv.has_history and all(g is None or g.shape[1] == dim for g in (uv.liked, uv.superliked, uv.passed)):
+        interaction[have] = interaction_adjustment(cv.matrix[have], uv.liked, uv.superliked, uv.passed)
+    return similarity, interaction
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _seed(tenant_id: int, user_id: int, day: date, variant: str) -> int:
+    digest = hashlib.blake2b(f"{tenant_id}:{user_id}:{day.isoformat()}:{variant}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _user_elo(snap: StoreSnapshot, user: Profile) -> float:
+    row = snap.row_of_pk(user.pk)
+    if row >= 0:
+        return float(snap.elo[row])
+    rating = EloRating.objects.filter(profile_id=user.pk).values_list("rating", flat=True).first()
+    return 1500.0 if rating is None else float(rating)
+
+
+def _model_version(variant: str, index: ServingIndex | None, fallback: str | None) -> str:
+    name = FEED_VERSION if variant == "reciprocal" else f"{FEED_VERSION}-{variant}"
+    if fallback is not None:
+        name += "-fallback"
+    elif index is not None:
+        name += f"+index:{index.version}"
+    return name[:MODEL_VERSION_MAX]
+
+
+def _ranking(variant: str, scored_components: dict[str, np.ndarray], rng: np.random.Generator, n: int) -> np.ndarray:
+    if variant == "reciprocal":
+        return scored_components["reciprocal"]
+    if variant == "one_way":
+        return scored_components["p_user_likes"]
+    if variant == "popularity":
+        return scored_components["elo"]
+    return rng.random(n)
+
+
+def _item_components(components: dict[str, np.ndarray], i: int, explore: bool) -> dict[str, float | bool | None]:
+    out: dict[str, float | bool | None] = {}
+    for name, values in components.items():
+        value = values[i]
+        if values.dtype == bool:
+            out[name] = bool(value)
+        else:
+            out[name] = None if np.isnan(value) else round(float(value), 4)
+    out["explore"] = explore
+    return out
+
+
+def _live_profiles(tenant_id: int, pks: list[int]) -> dict[int, uuid.UUID]:
+    """pk -> external id of the ``pks`` that are active in the tenant right now.
+
+    Filtered by primary key alone, tenant and status checked here: with a tenant or status
+    condition the planner may walk the (tenant, status) index over the whole tenant instead.
+    """
+    rows = Profile.objects.filter(pk__in=pks).values_list("pk", "tenant_id", "status", "external_id")
+    return {pk: ext for pk, tid, status, ext in rows if tid == tenant_id and status == ProfileStatus.ACTIVE}
+
+
+def feed_for(
+    *,
+    tenant: Tenant,
+    user: Profile,
+    count: int = 20,
+    filters: FeedFilters | None = None,
+    log_impressions: bool = True,
+    variant: str = "reciprocal",
+) -> FeedResult:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown feed variant {variant!r}; expected one of {VARIANTS}")
+    if not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"count must be in 1..{MAX_COUNT}, got {count}")
+    started = time.perf_counter()
+    stage = _Stages()
+    with stage("store"):
+        store = candidate_store(tenant.pk)
+        snap = store.snapshot()
+    with stage("history"):
+        history = swipe_history(user_id=user.pk)
+        excluded = np.fromiter(excluded_profile_ids(tenant.pk, user.pk), dtype=np.int64)
+        skip = np.concatenate([history.swiped, excluded])
+        likers = history.likers[~np.isin(history.likers, skip)]
+    user_f = profile_features(user)
+    index, fallback = _ml_state(tenant.pk)
+    uv: _UserVectors | None = None
+    if index is not None:
+        try:
+            with stage("vectors_user"):
+                uv = _user_vectors(index, tenant.pk, user.pk, history)
+        except EmbeddingUnavailable:
+            index, fallback = None, "model_unavailable"
+    with stage("candidates"):
+        popular, fresh = store.pools()
+        sources = [snap.rows_for(likers), popular, fresh]
+        if index is not None and uv is not None:
+            sources.append(_ann_rows(index, snap, uv, history.swiped, excluded))
+        pool = np.concatenate(sources)
+    with stage("filter"):
+        rows = _eligible(snap, pool, user_f, filters, skip)
+    if index is None or len(rows) < count * MIN_POOL_PER_ITEM:
+        with stage("candidates"):
+            start = _seed(tenant.pk, user.pk, timezone.now().date(), "scan") % max(len(snap), 1)
+            extra = snap.prefilter_rows(_narrowed(user_f, filters), PREFILTER_ROWS, start=start)
+        with stage("filter"):
+            rows = _eligible(snap, np.concatenate([rows, extra]), user_f, filters, skip)
+    pks = snap.batch.ids[rows]  # (n,)
+    cv: _CandidateVectors | None = None
+    # the popularity and random variants rank without vectors: they are not fetched for them
+    if index is not None and uv is not None and len(rows) and variant in ("reciprocal", "one_way"):
+        try:
+            with stage("vectors"):
+                cv = _candidate_vectors(index, tenant.pk, pks)
+        except EmbeddingUnavailable:
+            index, fallback, uv = None, "model_unavailable", None
+    with stage("score"):
+        cands = snap.batch.take(rows)
+        similarity, interaction = (
+            _ml_signals(uv, cv, len(rows)) if uv is not None else (np.full(len(rows), np.nan),) * 2
+        )
+        signals = PairSignals(
+            similarity=similarity,
+            interaction=interaction,
+            elo_candidate=snap.elo[rows],
+            elo_user=_user_elo(snap, user),
+            liked_user=np.isin(pks, likers),
+        )
+        weights = SignalWeights(
+            similarity=settings.ML_SIMILARITY_WEIGHT,
+            structured=settings.ML_STRUCTURED_WEIGHT,
+            elo=settings.ML_ELO_WEIGHT,
+            interaction=settings.ML_INTERACTION_WEIGHT,
+        )
+        scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD)
+        seed = _seed(tenant.pk, user.pk, timezone.now().date(), variant)
+        ranking = _ranking(variant, scored.components, np.random.default_rng(seed), len(rows))
+    chosen, explored, alive = _select_live(stage, store, tenant.pk, pks, ranking, count, variant, seed)
+    items = _items(chosen, explored, pks, ranking, scored.components, alive)
+    model_version = _model_version(variant, index, fallback)
+    if log_impressions and items:
+        with stage("log"):
+            _log_impressions(tenant, user, items, model_version, variant)
+    return FeedResult(
+        items=items,
+        model_version=model_version,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        cache_hit=bool(cv is not None and cv.cache_hit),
+        fallback=fallback,
+        stage_ms=stage.ms,
+    )
+
+
+def _select_live(
+    stage: _Stages,
+    store: CandidateStore,
+    tenant_id: int,
+    pks: np.ndarray,
+    ranking: np.ndarray,
+    count: int,
+    variant: str,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict[int, uuid.UUID]]:
+    """(top positions, explored positions, live pk -> external id): the feed's picks, with any
+    profile no longer active in the database replaced by the next one."""
+    order = np.lexsort((pks, -ranking))  # best first; ties by pk, so the order is stable
+    n_explore = 0 if variant == "random" else exploration_slots(count, settings.ML_EXPLORATION_SHARE)
+    dead = np.empty(0, dtype=np.int64)
+    top = explored = np.empty(0, dtype=np.int64)
+    alive: dict[int, uuid.UUID] = {}
+    for _ in range(LIVE_CHECK_ROUNDS):
+        with stage("select"):
+            live_order = order[~np.isin(pks[order], dead)]
+            top, explored = pick_feed(live_order, count, n_explore, np.random.default_rng(seed), pks)
+            chosen = np.concatenate([top, explored])
+        with stage("live_check"):
+            alive = _live_profiles(tenant_id, pks[chosen].tolist())
+            gone = [pk for pk in pks[chosen].tolist() if pk not in alive]
+            if not gone:
+                break
+            store.mark_inactive(gone)
+            dead = np.concatenate([dead, np.asarray(gone, dtype=np.int64)])
+    keep = np.isin(pks[top], list(alive)), np.isin(pks[explored], list(alive))
+    return top[keep[0]], explored[keep[1]], alive
+
+
+def _items(
+    top: np.ndarray,
+    explored: np.ndarray,
+    pks: np.ndarray,
+    ranking: np.ndarray,
+    components: dict[str, np.ndarray],
+    alive: dict[int, uuid.UUID],
+) -> list[FeedItem]:
+    flagged = [(int(i), False) for i in top] + [(int(i), True) for i in explored]
+    flagged.sort(key=lambda item: (-float(ranking[item[0]]), int(pks[item[0]])))
+    return [
+        FeedItem(
+            profile_id=int(pks[i]),
+            external_id=alive[int(pks[i])],
+            score=round(float(ranking[i]), 6),
+            components=_item_components(components, i, explore),
+        )
+        for i, explore in flagged
+    ]
+
+
+def _log_impressions(tenant: Tenant, user: Profile, items: list[FeedItem], model_version: str, variant: str) -> None:
+    impression_batch_ingest(
+        tenant=tenant,
+        user=user,
+        batch=ImpressionBatchIn(
+            candidate_ids=[item.external_id for item in items],
+            positions=list(range(len(items))),
+            context_hash=f"feed:{variant}",
+            timestamp=timezone.now(),
+            model_version=model_version,
+            experiment_arm=variant,
+        ),
+    )
+
+
+def feed_reset_for_tests() -> None:
+    """Drop every tenant's candidate store (tests roll the database back between cases)."""
+    stores_reset()

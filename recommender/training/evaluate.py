@@ -1,0 +1,236 @@
+"""Evaluating collaborative models: a trained artifact on the test split of its data, and any
+model on any interaction CSV pair (``evaluate_offline``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from django.conf import settings
+
+from recommender.ml.collab import (
+    IdMap,
+    Interactions,
+    build_matrix,
+    evaluate_model,
+    load_recommender,
+    model_class,
+)
+from recommender.ml.collab.metrics import catalogue_coverage, ranking_metrics
+from recommender.training.train import MODEL_TYPE, TRAINABLE, config_load, splits_load
+
+EVAL_K = 10
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot run on these inputs; the message says why."""
+
+
+def latest_artifact() -> Path:
+    root = Path(settings.ARTIFACT_ROOT) / MODEL_TYPE
+    found = sorted(root.glob("*/model.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise EvaluationError(f"no trained model under {root}; run train first or pass --model-path")
+    return found[-1]
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    k = report["k"]
+    rows = [
+        ("NDCG", f"ndcg@{k}"),
+        ("Precision", f"precision@{k}"),
+        ("Recall", f"recall@{k}"),
+        ("MAP", f"map@{k}"),
+        ("Hit rate", f"hit_rate@{k}"),
+        ("Catalogue coverage", f"coverage@{k}"),
+        ("Match precision (reciprocal re-rank)", f"match_precision@{k}"),
+        ("Match precision (one-way top-k)", f"one_way_match_precision@{k}"),
+    ]
+    lines = [
+        f"# Evaluation of {report['model']} on the test split",
+        "",
+        f"Model: `{report['model_path']}`  ",
+        f"Data: `{report['data_dir']}` (test from {report['test_start']}; {report['users']} users with a like "
+        f"in test, {report.get('match_users', 0)} with a new match)",
+        "",
+        f"| metric | @{k} |",
+        "|---|---:|",
+        *[f"| {label} | {report[key]:.4f} |" for label, key in rows if key in report],
+        "",
+        "Ranking over every profile except those the user already swiped (train and validation);",
+        "relevant = liked or superliked in test. Match precision: share of the top-k pairs that became",
+        f"mutual likes in test ({report.get('fusion_method', 'harmonic')} fusion of both directions).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def collaborative_evaluate(
+    *, model_path: Path | str | None = None, data_dir: Path | str | None = None, k: int = EVAL_K
+) -> dict[str, Any]:
+    """Test-split metrics of a trained artifact; writes evaluation.json and evaluation.md next
+    to the checkpoint and returns the report."""
+    path = Path(model_path) if model_path else latest_artifact()
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists():
+        raise EvaluationError(f"{path} not found")
+    model = load_recommender(path)
+    extra = model.extra  # type: ignore[attr-defined]
+    folder = Path(data_dir) if data_dir else Path(extra.get("data_dir", ""))
+    data = splits_load(folder, ids=IdMap(np.asarray(extra["ids"], dtype=str)))
+    # Everything swiped before the test period is excluded, not only train: the validation
+    # swipes happened too, and the app never shows a profile twice. The likes of both count
+    # as history when deciding which test likes completed a match.
+    before = Interactions(
+        matrix=(data.train.matrix + data.validation.matrix).tocsr(), users=data.ids, items=data.ids, shared=True
+    )
+    seen = (data.train.seen() + data.validation.seen()).tocsr()
+    report: dict[str, Any] = {
+        "model": model.name,
+        "model_path": str(path.resolve()),
+        "data_dir": str(data.data_dir),
+        "test_start": data.split["cuts"]["test_start"],
+        "k": k,
+    }
+    report.update(
+        evaluate_model(
+            model, before, data.test, k, exclude=seen, reciprocal=True, fusion_method=settings.ML_FUSION_METHOD
+        )
+    )
+    (path.parent / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (path.parent / "evaluation.md").write_text(_markdown(report))
+    return report
+
+
+# --- evaluate_offline ---------------------------------------------------------------------------
+
+REQUIRED = ("user_id", "item_id")
+
+
+def _read_interactions(path: Path | str, label: str) -> pa.Table:
+    path = Path(path)
+    if not path.exists():
+        raise EvaluationError(f"{label} file {path} not found")
+    try:
+        header = next(csv.reader(path.open(newline="")), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"cannot read {label} file {path}: {exc}") from exc
+    header = [h.strip() for h in header]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise EvaluationError(
+            f"{label} file {path} lacks column(s) {', '.join(missing)}; "
+            f"expected user_id,item_id[,rating,timestamp], found {','.join(header) or 'nothing'}"
+        )
+    # Ids are read as text: "007" and "7" are different ids, and ints and strings both work.
+    types = {"user_id": pa.string(), "item_id": pa.string()}
+    if "rating" in header:
+        types["rating"] = pa.float64()
+    try:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+    except pa.ArrowInvalid as exc:
+        raise EvaluationError(f"{label} file {path} is malformed (is every rating a number?): {exc}") from exc
+    if table.num_rows == 0:
+        raise EvaluationError(f"{label} file {path} has no rows")
+    for column in table.column_names:
+        if column in (*REQUIRED, "rating") and table.column(column).null_count:
+            raise EvaluationError(f"{label} file {path} has empty values in column {column}")
+    return table
+
+
+def _weights(table: pa.Table) -> np.ndarray:
+    if "rating" in table.column_names:
+        return table.column("rating").to_numpy().astype(np.float32)
+    return np.ones(table.num_rows, dtype=np.float32)
+
+
+def offline_evaluate(
+    *,
+    train_csv: Path | str,
+    test_csv: Path | str,
+    model: str,
+    k: int = EVAL_K,
+    recs_out: Path | str | None = None,
+    json_out: Path | str | None = None,
+    config_path: Path | str | None = None,
+) -> dict[str, Any]:
+    """Fit ``model`` on TRAIN.csv, recommend top-k over every train item for each test user
+    (never an item the user has in train), score against TEST.csv.
+
+    A rating, when present, is the weight: > 0 is positive evidence, < 0 negative, and a test
+    row counts as relevant when its rating is > 0 (or there is no rating column). Items seen
+    only in test cannot be recommended (no model knows them); they stay in each user's
+    relevant set, so recall is not flattered, and their count is reported.
+    """
+    if model not in TRAINABLE:
+        raise EvaluationError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
+    if k <= 0:
+        raise EvaluationError("k must be positive")
+    config = config_load(model, config_path)
+    train_t, test_t = _read_interactions(train_csv, "train"), _read_interactions(test_csv, "test")
+    tr_users = train_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
+    tr_items = train_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
+    te_users = test_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
+    te_items = test_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
+    te_relevant = _weights(test_t) > 0
+    if not te_relevant.any():
+        raise EvaluationError(f"test file {test_csv} has no positive interaction to evaluate against")
+    users = IdMap(np.concatenate([tr_users, te_users]))
+    items = IdMap(tr_items)  # the catalogue: what a model can score
+    train = Interactions(
+        matrix=build_matrix(users.index(tr_users), items.index(tr_items), _weights(train_t), (len(users), len(items))),
+        users=users,
+        items=items,
+    )
+    if train.positives().nnz == 0:
+        raise EvaluationError(f"train file {train_csv} has no positive interaction to learn from")
+    recommender = model_class(model)(config)
+    recommender.fit(train)
+    # Relevant test pairs over users x (catalogue + one column per unknown test item).
+    ti = items.index(te_items[te_relevant], missing=-1)
+    tu = users.index(te_users[te_relevant])
+    unknown = ti < 0
+    unknown_ids = IdMap(te_items[te_relevant][unknown])
+    ti[unknown] = len(items) + unknown_ids.index(te_items[te_relevant][unknown])
+    relevant = build_matrix(tu, ti, np.ones(tu.size, dtype=np.float32), (len(users), len(items) + len(unknown_ids)))
+    test_users = np.unique(users.index(te_users))  # every test user gets a list, relevant or not
+    recs, _ = recommender.recommend(test_users, k, exclude=train.seen())
+    report: dict[str, Any] = dict(ranking_metrics(recs, relevant[test_users], k))
+    report["evaluated_users"] = report.pop("users")
+    report[f"coverage@{k}"] = catalogue_coverage(recs, len(items))
+    report.update(
+        {
+            "model": model,
+            "config": {"model": model, **asdict(config)},
+            "k": k,
+            "train_rows": train_t.num_rows,
+            "test_rows": test_t.num_rows,
+            "test_users": int(test_users.size),
+            "catalogue_items": len(items),
+            "test_rows_with_unknown_items": int(unknown.sum()),
+        }
+    )
+    if recs_out:
+        _write_recs(Path(recs_out), users.ids[test_users], recs, items.ids)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _write_recs(path: Path, user_ids: np.ndarray, recs: np.ndarray, item_ids: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "rank", "item_id"])
+        for user, row in zip(user_ids.tolist(), recs.tolist(), strict=True):
+            for rank, item in enumerate(row, start=1):
+                if item >= 0:
+                    writer.writerow([user, rank, item_ids[item]])

@@ -1,0 +1,221 @@
+"""Training a collaborative model on a split export, writing its artifact and registering it.
+
+The artifact is a folder: ``model.pt`` (the checkpoint: config dataclass, tensors, id map),
+``metrics.json`` (the per-epoch validation curve ``val_ndcg@10`` and the best epoch) and
+``config.json``. When the registry app provides ``model_version_register`` the folder is
+registered as a ``collaborative`` version of the tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.utils import timezone
+
+from recommender.ml.collab import (
+    EventWeights,
+    IdMap,
+    Interactions,
+    config_from_dict,
+    interactions_from_events,
+    model_class,
+    validation_ndcg,
+)
+from recommender.models import DEFAULT_TENANT_SLUG, Tenant
+from recommender.training.datasets import SPLIT_FILE, SPLITS
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE: tuple[str, ...] = ("als", "bpr", "popularity")
+MODEL_TYPE = "collaborative"
+VALIDATION_K = 10
+
+
+class TrainingError(ValueError):
+    """Training cannot start (bad data folder, model name or config); the message says why."""
+
+
+@dataclass
+class SplitData:
+    train: Interactions
+    validation: Interactions
+    test: Interactions
+    ids: IdMap
+    split: dict[str, Any]
+    data_dir: Path
+
+
+@dataclass
+class TrainResult:
+    artifact_dir: Path
+    metrics: dict[str, Any]
+    version_id: str | None
+
+
+def event_weights() -> EventWeights:
+    return EventWeights(
+        like=settings.ML_LIKE_WEIGHT, superlike=settings.ML_SUPERLIKE_WEIGHT, pass_=settings.ML_PASS_WEIGHT
+    )
+
+
+def splits_load(data_dir: Path | str, *, ids: IdMap | None = None) -> SplitData:
+    """The three splits as interaction matrices over one shared id map of (hashed) profiles.
+
+    The map covers every profile in any split unless ``ids`` (a trained model's map) is given;
+    profiles only seen after train are then cold rows/columns, which is what they are.
+    """
+    folder = Path(data_dir)
+    missing = [name for name in (*[f"{s}.parquet" for s in SPLITS], SPLIT_FILE) if not (folder / name).exists()]
+    if missing:
+        raise TrainingError(f"{folder} lacks {', '.join(missing)}; run build_datasets first")
+    tables = {s: pq.read_table(folder / f"{s}.parquet", columns=["user", "candidate", "action"]) for s in SPLITS}
+    if ids is None:
+        everyone = np.concatenate(
+            [t.column(c).to_numpy(zero_copy_only=False) for t in tables.values() for c in ("user", "candidate")]
+        )
+        ids = IdMap(everyone.astype(str))
+    weights = event_weights()
+
+    def matrix(name: str) -> Interactions:
+        t = tables[name]
+        return interactions_from_events(
+            t.column("user").to_numpy(zero_copy_only=False).astype(str),
+            t.column("candidate").to_numpy(zero_copy_only=False).astype(str),
+            weights.of(t.column("action").to_numpy(zero_copy_only=False).astype(str)),
+            user_map=ids,
+            shared=True,
+            drop_unknown=True,
+        )
+
+    return SplitData(
+        train=matrix("train"),
+        validation=matrix("validation"),
+        test=matrix("test"),
+        ids=ids,
+        split=json.loads((folder / SPLIT_FILE).read_text()),
+        data_dir=folder.resolve(),
+    )
+
+
+def config_load(model: str, path: Path | str | None) -> Any:
+    if model not in TRAINABLE:
+        raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
+    cls = model_class(model)
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TrainingError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise TrainingError(f"config {path} must hold a JSON object")
+    try:
+        return config_from_dict(cls.config_class, values)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def _register(
+    *,
+    artifact_dir: Path,
+    tenant_slug: str | None,
+    metrics: dict[str, Any],
+    parameters: dict[str, Any],
+    data_ref: dict[str, Any],
+    created_by: str,
+) -> str | None:
+    try:
+        from registry.services import model_version_register
+    except ImportError:  # the registry app is optional: the artifact stands on its own
+        logger.info("registry not available; %s written but not registered", artifact_dir)
+        return None
+    tenant = Tenant.objects.filter(slug=tenant_slug or DEFAULT_TENANT_SLUG).first()
+    if tenant is None:
+        logger.warning("tenant %r not found; %s not registered", tenant_slug or DEFAULT_TENANT_SLUG, artifact_dir)
+        return None
+    version = model_version_register(
+        tenant=tenant,
+        model_type=MODEL_TYPE,
+        artifact_path=artifact_dir,
+        parameters=parameters,
+        metrics=metrics,
+        data_ref=data_ref,
+        created_by=created_by,
+    )
+    return str(version.id)
+
+
+def collaborative_train(
+    *,
+    model: str,
+    data_dir: Path | str,
+    config_path: Path | str | None = None,
+    output_dir: Path | str | None = None,
+    tenant_slug: str | None = None,
+    register: bool = True,
+    created_by: str = "system:train",
+    progress: bool = False,
+) -> TrainResult:
+    """Fit ``model`` on the train split with early stopping on validation NDCG@10, write the
+    artifact folder and (if ``register``) register it as a collaborative version."""
+    config = config_load(model, config_path)
+    data = splits_load(data_dir)
+    if data.train.positives().nnz == 0:
+        raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
+    recommender = model_class(model)(config)
+    started = time.perf_counter()
+    history = recommender.fit(
+        data.train, validate=validation_ndcg(data.train, data.validation, VALIDATION_K), progress=progress
+    )
+    seconds = time.perf_counter() - started
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    artifact_dir = (
+        Path(output_dir)
+        if output_dir
+        else Path(settings.ARTIFACT_ROOT) / MODEL_TYPE / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
+    )
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    key = f"val_ndcg@{VALIDATION_K}"
+    curve = [{"epoch": r.epoch, "loss": r.loss, key: r.validation} for r in history]
+    best = next((r.validation for r in history if r.epoch == recommender.best_epoch), None)
+    manifest_path = data.data_dir / "events_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    tenant_slug = tenant_slug or manifest.get("tenant")
+    data_ref = {"data_dir": str(data.data_dir), "split": data.split, "events_tenant": manifest.get("tenant")}
+    metrics = {
+        "model": model,
+        key: best,
+        "best_epoch": recommender.best_epoch,
+        "epochs_run": len(history),
+        "train_seconds": seconds,
+        "curve": curve,
+        "train_interactions": data.train.nnz,
+        "profiles": len(data.ids),
+        "event_weights": asdict(event_weights()),
+    }
+    recommender.save(
+        artifact_dir / "model.pt",
+        extra={"ids": data.ids.to_list(), "data_dir": str(data.data_dir), "event_weights": asdict(event_weights())},
+    )
+    (artifact_dir / "config.json").write_text(json.dumps({"model": model, **asdict(config)}, indent=2) + "\n")
+    (artifact_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    version_id = None
+    if register:
+        version_id = _register(
+            artifact_dir=artifact_dir,
+            tenant_slug=tenant_slug,
+            metrics=metrics,
+            parameters={"model": model, **asdict(config)},
+            data_ref=data_ref,
+            created_by=created_by,
+        )
+    return TrainResult(artifact_dir=artifact_dir, metrics=metrics, version_id=version_id)

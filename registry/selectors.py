@@ -1,0 +1,114 @@
+"""Reads of the registry, and the ``access_*`` helpers that check who may do what.
+
+An *actor* is either a user (from the admin) or a string naming a system actor (``system:cli``,
+``task:train_ranker``). Strings are only ever passed by server-side code (management commands,
+tasks), never built from a request, so they are trusted; users need the permission below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+
+from recommender.models import Tenant
+from registry.models import (
+    AuditAction,
+    AuditLog,
+    Experiment,
+    ExperimentStatus,
+    ModelVersion,
+    TaskRun,
+    VersionStatus,
+)
+
+ACTIVATE_PERMISSION = "registry.activate_modelversion"
+VIEW_PERMISSION = "registry.view_modelversion"
+
+# Audit actions after which the slot's active version is the row's to_version.
+SWAP_ACTIONS = (
+    AuditAction.ACTIVATE,
+    AuditAction.AUTO_ACTIVATE,
+    AuditAction.ROLLBACK,
+    AuditAction.DEACTIVATE,
+    AuditAction.EXPERIMENT_PROMOTE,
+)
+
+Actor = Any  # a user (AbstractBaseUser) or a system actor's name (str)
+
+
+def actor_name(actor: Actor) -> str:
+    return actor if isinstance(actor, str) else actor.get_username()
+
+
+def can_activate(actor: Actor) -> bool:
+    if isinstance(actor, str):
+        return bool(actor)
+    return bool(actor.is_active and actor.has_perm(ACTIVATE_PERMISSION))
+
+
+def access_registry_admin(actor: Actor) -> Actor:
+    """The actor, if it may change what is served (activate, roll back, deactivate, experiments):
+    ML admins and superusers, or a system actor. Raises PermissionDenied otherwise."""
+    if not can_activate(actor):
+        raise PermissionDenied("Only ML admins may change which model version is served.")
+    return actor
+
+
+def access_model_version(user: Any, version_id: Any) -> ModelVersion:
+    """A version a staff user may look at (404 when it does not exist)."""
+    from django.shortcuts import get_object_or_404
+
+    if not user.has_perm(VIEW_PERMISSION):
+        raise PermissionDenied("You may not view model versions.")
+    return get_object_or_404(ModelVersion.objects.select_related("tenant"), pk=version_id)
+
+
+def active_version(*, tenant_id: int, model_type: str) -> ModelVersion | None:
+    # Served by the partial unique index model_version_one_active: one tiny index lookup.
+    return ModelVersion.objects.filter(tenant_id=tenant_id, model_type=model_type, status=VersionStatus.ACTIVE).first()
+
+
+def active_version_id(*, tenant_id: int, model_type: str) -> Any:
+    return (
+        ModelVersion.objects.filter(tenant_id=tenant_id, model_type=model_type, status=VersionStatus.ACTIVE)
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def slot_versions(*, tenant: Tenant, model_type: str) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(tenant=tenant, model_type=model_type).order_by("-version")
+
+
+def slot_audit(*, tenant: Tenant, model_type: str) -> QuerySet[AuditLog]:
+    return AuditLog.objects.filter(tenant=tenant, model_type=model_type).select_related("from_version", "to_version")
+
+
+def rollback_target(*, tenant_id: int, model_type: str) -> ModelVersion | None:
+    """The version that was active before the current one: the latest swap away from a version
+    other than the current one. A second rollback therefore undoes the first (as `undo` does)."""
+    current = active_version_id(tenant_id=tenant_id, model_type=model_type)
+    row = (
+        AuditLog.objects.filter(
+            tenant_id=tenant_id, model_type=model_type, action__in=SWAP_ACTIONS, from_version__isnull=False
+        )
+        .exclude(from_version_id=current)
+        .select_related("from_version")
+        .order_by("-at", "-pk")
+        .first()
+    )
+    return row.from_version if row else None
+
+
+def running_experiment(*, tenant_id: int, model_type: str) -> Experiment | None:
+    return (
+        Experiment.objects.filter(tenant_id=tenant_id, model_type=model_type, status=ExperimentStatus.RUNNING)
+        .prefetch_related("arms__version")
+        .first()
+    )
+
+
+def task_run_get(*, run_id: Any) -> TaskRun:
+    return TaskRun.objects.select_related("tenant", "version").get(pk=run_id)

@@ -1,0 +1,115 @@
+"""Jobs (training, embedding, indexing) run as Celery tasks and tracked by a TaskRun.
+
+Other apps register their jobs by name, usually in their AppConfig.ready()::
+
+    from registry.tasks import JobContext, register_job
+
+    @register_job("train_ranker", queue="training", description="Train the LightGBM ranker")
+    def train_ranker(ctx: JobContext) -> ModelVersion:
+        with ctx.registering(model_type="ranker") as handle:
+            ...  # write into handle.workdir, ctx.progress(epoch=3, of=10), fill handle.metrics
+        return handle.version
+
+and start them with ``registry.services.task_run_start(kind="train_ranker", ...)`` (the admin
+does). The single Celery task below claims the run once, calls the job and records the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery import shared_task
+
+from recommender.models import Tenant
+from registry.models import ModelVersion, TaskRun
+from registry.services import (
+    RegistrationHandle,
+    registering,
+    task_run_claim,
+    task_run_finish,
+    task_run_progress,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    run: TaskRun
+    tenant: Tenant
+    params: dict[str, Any]
+
+    @property
+    def created_by(self) -> str:
+        return f"task:{self.run.kind}:{self.run.pk}"
+
+    def progress(self, **fields: Any) -> None:
+        """Merge ``fields`` into the run's progress (shown live on its admin page)."""
+        task_run_progress(run=self.run, **fields)
+
+    @contextmanager
+    def registering(
+        self, *, model_type: str, parameters: dict[str, Any] | None = None, data_ref: dict[str, Any] | None = None
+    ) -> Iterator[RegistrationHandle]:
+        with registering(
+            tenant=self.tenant,
+            model_type=model_type,
+            created_by=self.created_by,
+            parameters=parameters,
+            data_ref=data_ref,
+        ) as handle:
+            yield handle
+
+
+JobFunc = Callable[[JobContext], ModelVersion | None]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: JobFunc
+    queue: str = "default"
+    description: str = ""
+
+
+JOBS: dict[str, Job] = {}
+
+
+def register_job(name: str, *, queue: str = "default", description: str = "") -> Callable[[JobFunc], JobFunc]:
+    def decorator(func: JobFunc) -> JobFunc:
+        JOBS[name] = Job(name=name, func=func, queue=queue, description=description or (func.__doc__ or "").strip())
+        return func
+
+    return decorator
+
+
+def execute_run(*, run_id: str, celery_task_id: str = "") -> str | None:
+    """Claim the run, call its job, record success (with the version) or the error."""
+    run = task_run_claim(run_id=run_id, celery_task_id=celery_task_id)
+    if run is None:
+        logger.info("task run %s is not queued (already claimed, or gone); nothing to do", run_id)
+        return None
+    job = JOBS.get(run.kind)
+    if job is None:
+        task_run_finish(run=run, error=f"No job named {run.kind!r} is registered in this worker.")
+        return None
+    try:
+        version = job.func(JobContext(run=run, tenant=run.tenant, params=dict(run.params)))
+    except Exception as exc:
+        # Recorded on the run, not re-raised: a retry would only repeat the failure, and the
+        # person who started it reads the error on the run's page.
+        logger.exception("job %s (run %s) failed", run.kind, run.pk)
+        task_run_finish(run=run, error="".join(traceback.format_exception(exc))[-10_000:])
+        return None
+    task_run_finish(run=run, version=version)
+    return str(version.pk) if version is not None else None
+
+
+@shared_task(name="registry.tasks.run_job", bind=True)
+def run_job(self: Any, run_id: str) -> str | None:
+    return execute_run(run_id=run_id, celery_task_id=self.request.id or "")

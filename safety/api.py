@@ -1,0 +1,127 @@
+"""API views: reports, blocks and appeals (user token), the classify endpoint (service key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recommender.api.errors import PayloadTooLarge
+from recommender.authentication import ApiClient
+from recommender.models import Profile, ProfileStatus
+from recommender.permissions import IsServiceKey, IsUserToken
+from safety import serving
+from safety.models import ReportReason
+from safety.selectors import access_appealable_decision
+from safety.services import SafetyError, appeal_create, block_create, report_create
+
+
+def _target(client: ApiClient, external_id: Any) -> Profile:
+    """Another profile of the caller's tenant (erased ones do not exist any more)."""
+    profile = (
+        Profile.objects.filter(tenant=client.tenant, external_id=external_id)
+        .exclude(status=ProfileStatus.ERASED)
+        .first()
+    )
+    if profile is None:
+        raise serializers.ValidationError({"profile_id": ["No such profile."]})
+    return profile
+
+
+def _refused(exc: SafetyError) -> Response:
+    return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+
+
+class ReportSerializer(serializers.Serializer):
+    profile_id = serializers.UUIDField(help_text="external id of the reported profile")
+    reason = serializers.ChoiceField(choices=ReportReason.choices)
+    text = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+class ReportView(APIView):
+    permission_classes = [IsUserToken]
+
+    def post(self, request: Request) -> Response:
+        ser = ReportSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        client: ApiClient = request.user
+        reported = _target(client, ser.validated_data["profile_id"])
+        try:
+            report = report_create(
+                reporter=client.profile,
+                reported=reported,
+                reason=ser.validated_data["reason"],
+                text=ser.validated_data["text"],
+            )
+        except SafetyError as exc:
+            return _refused(exc)
+        return Response({"id": report.pk, "status": "received"}, status=status.HTTP_201_CREATED)
+
+
+class BlockSerializer(serializers.Serializer):
+    profile_id = serializers.UUIDField()
+
+
+class BlockView(APIView):
+    permission_classes = [IsUserToken]
+
+    def post(self, request: Request) -> Response:
+        ser = BlockSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        client: ApiClient = request.user
+        try:
+            blocked = _target(client, ser.validated_data["profile_id"])
+            block, created = block_create(blocker=client.profile, blocked=blocked)
+        except SafetyError as exc:
+            return _refused(exc)
+        return Response({"id": block.pk, "status": "blocked"}, status=201 if created else 200)
+
+
+class AppealSerializer(serializers.Serializer):
+    decision_id = serializers.IntegerField(required=False, min_value=1, help_text="default: your latest decision")
+    text = serializers.CharField(max_length=4000)
+
+
+class AppealView(APIView):
+    permission_classes = [IsUserToken]
+
+    def post(self, request: Request) -> Response:
+        ser = AppealSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        client: ApiClient = request.user
+        try:
+            decision = access_appealable_decision(client.profile, ser.validated_data.get("decision_id"))
+        except Http404:
+            return Response({"decision_id": ["No decision of yours to appeal."]}, status=400)
+        try:
+            appeal = appeal_create(profile=client.profile, decision=decision, text=ser.validated_data["text"])
+        except SafetyError as exc:
+            return _refused(exc)
+        return Response({"id": appeal.pk, "decision_id": decision.pk, "status": appeal.status}, status=201)
+
+
+class ClassifyView(APIView):
+    permission_classes = [IsServiceKey]
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        texts = data.get("texts") if isinstance(data, dict) else None
+        if not isinstance(texts, list) or not texts:
+            return Response({"texts": ["A non-empty list of strings is required."]}, status=400)
+        max_texts, max_chars = settings.SAFETY_CLASSIFY_MAX_TEXTS, settings.SAFETY_CLASSIFY_MAX_CHARS
+        if len(texts) > max_texts:
+            return Response({"texts": [f"At most {max_texts} texts per request; got {len(texts)}."]}, status=400)
+        bad = {str(i): ["Must be a string."] for i, t in enumerate(texts) if not isinstance(t, str)}
+        if bad:
+            return Response({"texts": bad}, status=400)
+        too_long = [i for i, t in enumerate(texts) if len(t) > max_chars]
+        if too_long:
+            raise PayloadTooLarge(f"texts {too_long[:10]} are longer than {max_chars} characters.")
+        clf = serving.classifier_for(request.user.tenant.pk)
+        results = clf.classify(texts, encode=serving.encode)
+        return Response({"results": [r.as_dict() for r in results], "model_version": clf.version})

@@ -1,0 +1,38 @@
+"""python manage.py train_safety [--tenant default] [--no-decisions] [--no-register] [--limit N]"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from recommender.models import DEFAULT_TENANT_SLUG, Tenant
+from safety.training import train_and_register
+
+
+class Command(BaseCommand):
+    help = "Train the safety text heads on the public sets (+ moderator decisions) and register a 'safety' version."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--tenant", default=DEFAULT_TENANT_SLUG, help="tenant slug (decisions and registry slot)")
+        parser.add_argument("--no-decisions", action="store_true", help="public data only")
+        parser.add_argument("--no-register", action="store_true", help="write the local checkpoint only")
+        parser.add_argument("--limit", type=int, default=None, help="first N rows of each set (smoke runs)")
+        parser.add_argument("--max-train", type=int, default=None, help="first N training rows of each set")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        tenant = Tenant.objects.get(slug=opts["tenant"])
+        result = train_and_register(
+            tenant=tenant,
+            include_decisions=not opts["no_decisions"],
+            register=not opts["no_register"],
+            limit=opts["limit"],
+            max_train=opts["max_train"],
+            progress=not opts["no_progress"],
+            log=lambda m: self.stdout.write(m),
+        )
+        scalars = {k: v for k, v in result.metrics.items() if k != "curves"}
+        self.stdout.write(json.dumps(scalars, indent=2))
+        self.stdout.write(self.style.SUCCESS(f"registered {result.version_label}"))

@@ -1,0 +1,70 @@
+"""Which classifier serves, per tenant: the registry's active ``safety`` version when there is
+one (hot-swapped by ``registry.serving.ActiveModel``), else the local checkpoint written by
+``train_safety`` (SAFETY_CHECKPOINT_DIR), else rules only. The version string says which."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from registry.models import ModelVersion
+from registry.serving import ActiveModel
+from safety.ml.classifier import SafetyClassifier
+from safety.ml.heads import TextHeads
+
+logger = logging.getLogger(__name__)
+
+RULES_ONLY_VERSION = "safety-rules-only"
+
+_holders: dict[int, ActiveModel[SafetyClassifier]] = {}
+_local: dict[str, tuple[float, SafetyClassifier]] = {}
+_lock = threading.Lock()
+
+
+def _load_version(version: ModelVersion, path: Path) -> SafetyClassifier:
+    return SafetyClassifier(TextHeads.load(path), version.label)
+
+
+def _local_classifier() -> SafetyClassifier | None:
+    directory = Path(settings.SAFETY_CHECKPOINT_DIR)
+    config = directory / "config.json"
+    if not config.exists():
+        return None
+    mtime = config.stat().st_mtime
+    with _lock:
+        cached = _local.get(str(directory))
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        digest = hashlib.sha256(config.read_bytes()).hexdigest()[:8]
+        clf = SafetyClassifier(TextHeads.load(directory), f"safety-local-{digest}")
+        _local[str(directory)] = (mtime, clf)
+        return clf
+
+
+def classifier_for(tenant_id: int) -> SafetyClassifier:
+    with _lock:
+        holder = _holders.get(tenant_id)
+        if holder is None:
+            holder = _holders[tenant_id] = ActiveModel(tenant_id, "safety", loader=_load_version)
+    current = holder.get()
+    if current is not None:
+        return current[1]
+    return _local_classifier() or SafetyClassifier(None, RULES_ONLY_VERSION)
+
+
+def encode(texts: Sequence[str]) -> np.ndarray:
+    from recommender.ml.embeddings import get_encoder
+
+    return get_encoder(settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE).encode(list(texts))
+
+
+def reset_for_tests() -> None:
+    with _lock:
+        _holders.clear()
+        _local.clear()

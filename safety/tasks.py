@@ -1,0 +1,40 @@
+"""Celery tasks (queue ``safety`` by the route in settings): load by id, call a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from recommender.models import Profile, ProfileStatus
+
+
+@shared_task(name="safety.tasks.classify_profile", acks_late=True)
+def classify_profile(profile_id: int, force: bool = False) -> dict[str, Any]:
+    from safety.services import profile_classify
+
+    outcome = profile_classify(profile_id=profile_id, force=force)
+    return {"queued": outcome.queued, "auto_hidden": outcome.auto_hidden, "skipped": outcome.skipped}
+
+
+@shared_task(name="safety.tasks.classify_unscored")
+def classify_unscored(limit: int = 5_000) -> int:
+    """Score profiles whose on-commit classification was lost (broker down, worker crash)."""
+    ids = list(
+        Profile.objects.exclude(status=ProfileStatus.ERASED)
+        .filter(safety_score__isnull=True)
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        classify_profile.delay(pk)
+    return len(ids)
+
+
+@shared_task(name="safety.tasks.retrain_safety", acks_late=True, soft_time_limit=60 * 60, time_limit=65 * 60)
+def retrain_safety(tenant_id: int, include_decisions: bool = True, created_by: str = "task:retrain_safety") -> str:
+    from recommender.models import Tenant
+    from safety.training import train_and_register
+
+    tenant = Tenant.objects.get(pk=tenant_id)
+    result = train_and_register(tenant=tenant, include_decisions=include_decisions, created_by=created_by)
+    return result.version_label
