@@ -388,8 +388,9 @@ def main() -> None:
     started = time.perf_counter()
     q = quality(args)
     models = q["models"]
-    ours_best = max(("ours_als", "ours_bpr", "popularity"), key=lambda m: models[m]["test"]["ndcg@10"])
-    theirs_best = max(("implicit_als", "implicit_bpr"), key=lambda m: models[m]["test"]["ndcg@10"])
+    # "Best" is picked on validation, never on test, on both sides.
+    ours_best = max(("ours_als", "ours_bpr", "popularity"), key=lambda m: models[m]["val_ndcg@10"])
+    theirs_best = max(("implicit_als", "implicit_bpr"), key=lambda m: models[m]["val_ndcg@10"])
     ndcg_ratio = models[ours_best]["test"]["ndcg@10"] / models[theirs_best]["test"]["ndcg@10"]
     time_ratio = models[ours_best]["train_seconds"] / models[theirs_best]["train_seconds"]
     verdict = {

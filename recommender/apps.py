@@ -11,3 +11,5 @@ class RecommenderConfig(AppConfig):
         from recommender.services.hooks import register_profile_hook
 
         register_profile_hook(embedding_profile_changed)
+        # Jobs ML admins can start from the admin (registry "Start a job").
+        import recommender.jobs  # noqa: F401

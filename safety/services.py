@@ -308,7 +308,7 @@ def decision_record(
     rationale = _validate(action, policy_label, rationale, [a.value for a in HUMAN_ACTIONS])
     now = timezone.now()
     with transaction.atomic():
-        item = QueueItem.objects.select_for_update().select_related("profile").get(pk=item.pk)
+        item = QueueItem.objects.select_for_update().get(pk=item.pk)
         if item.queue == Queue.APPEALS:
             raise SafetyError("Appeals are accepted or rejected, not decided like this.")
         if item.status != ItemStatus.OPEN:
@@ -422,7 +422,8 @@ def appeal_resolve(*, item: QueueItem, user: Any, accept: bool, policy_label: st
     rationale = _validate(action, policy_label, rationale, [action])
     now = timezone.now()
     with transaction.atomic():
-        item = QueueItem.objects.select_for_update().select_related("appeal").get(pk=item.pk)
+        # No select_related: FOR UPDATE cannot lock the nullable side of an outer join (PostgreSQL).
+        item = QueueItem.objects.select_for_update().get(pk=item.pk)
         if item.queue != Queue.APPEALS or item.appeal is None:
             raise SafetyError("Not an appeal.")
         if item.status != ItemStatus.OPEN:

@@ -20,7 +20,7 @@ from safety import serving
 from safety.ml.cache import cache_key, embed_cached
 from safety.ml.data import Dataset, load_davidson, load_sms
 from safety.ml.evaluate import binary_metrics
-from safety.ml.heads import HATE_WEIGHT, TextHeads, TrainingSet, train_heads
+from safety.ml.heads import C_GRID, HATE_WEIGHT, TextHeads, TrainingSet, train_heads
 
 DECISION_WEIGHT = 3.0  # a moderator's verdict on real profile text outweighs a tweet or an SMS
 
@@ -179,6 +179,7 @@ def train_and_register(
     created_by: str = "manage.py train_safety",
     limit: int | None = None,
     max_train: int | None = None,
+    c_grid: tuple[float, ...] | None = None,
     register: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -189,15 +190,15 @@ def train_and_register(
     extra = decision_examples(tenant_id=tenant.pk) if (include_decisions and tenant is not None) else {}
     n_extra = {k: len(v) for k, v in extra.items()}
     log(
-        f"training on sms {int(data.sms.train_mask.sum())} + davidson {int(data.davidson.train_mask.sum())} rows; "
+        f"training on sms {len(data.sms_train.texts)} + davidson {len(data.dav_train.texts)} rows; "
         f"moderator examples {n_extra}"
     )
     data_ref = {
-        "sms": {"path": str(data.sms.source), "rows": len(data.sms.texts), "train": int(data.sms.train_mask.sum())},
+        "sms": {"path": data.sources["sms"], "train": len(data.sms_train.texts), "test": len(data.sms_test.texts)},
         "davidson": {
-            "path": str(data.davidson.source),
-            "rows": len(data.davidson.texts),
-            "train": int(data.davidson.train_mask.sum()),
+            "path": data.sources["davidson"],
+            "train": len(data.dav_train.texts),
+            "test": len(data.dav_test.texts),
         },
         "split": "test = row index mod 5 == 0 of each file, never trained or tuned on",
         "moderator_examples": n_extra,
@@ -206,6 +207,7 @@ def train_and_register(
         training_sets(data, extra),
         embedding_model=settings.EMBEDDING_MODEL,
         extra_config={"data_ref": data_ref},
+        c_grid=c_grid or C_GRID,
         log=log,
     )
     evaluation = evaluate_heads(heads, data)

@@ -294,3 +294,24 @@ def test_match_events_need_a_service_key(user_client_for, pair):
     }
     assert user_client_for(woman).post(MATCHES, body, format="json").status_code == 403
     assert Match.objects.count() == 0
+
+
+def test_elo_rebuild_from_swipes_equals_incremental(service_client, make_profile, tenant):
+    from django.core.management import call_command
+
+    users = [make_profile() for _ in range(3)]
+    men = [make_profile(gender="man", seeking=["woman"]) for _ in range(3)]
+    for i, user in enumerate(users):
+        actions = ["like", "pass", "superlike"]
+        body = swipe_batch(user, men, session_id=f"s{i}", timestamp=f"2026-01-0{i + 1}T12:00:00Z")
+        for j, item in enumerate(body["swipes"]):
+            item["action"] = actions[(i + j) % 3]
+            item["event_id"] = f"e-{i}-{j}"
+        assert service_client.post(SWIPES, body, format="json").status_code == 201
+    incremental = dict(EloRating.objects.values_list("profile_id", "rating"))
+    EloRating.objects.update(rating=1500.0)
+    call_command("rebuild_elo", tenant=tenant.slug, verbosity=0)
+    rebuilt = dict(EloRating.objects.values_list("profile_id", "rating"))
+    assert rebuilt.keys() >= {m.pk for m in men}
+    for pk in (m.pk for m in men):
+        assert rebuilt[pk] == pytest.approx(incremental[pk])

@@ -40,6 +40,8 @@ from recommender.services.embeddings import (
 )
 from recommender.services.index import index_build, index_reset_for_tests, index_status, serving_index
 from recommender.services.profiles import profile_erase, profile_set_status, profile_update, profiles_bulk_create
+from registry.models import ModelVersion
+from registry.services import model_version_activate
 from tests.conftest import profile_data
 
 DIM = 384
@@ -58,6 +60,7 @@ def fake_encode(texts: Sequence[str]) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def isolated(settings: Settings, tmp_path: Path) -> Iterator[None]:
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"  # builds are registry artifacts, unpacked here
     settings.INDEX_REFRESH_SECONDS = 0
     # Hooks enqueue tasks; run them inline in both modes (real mode would send them to Redis).
     eager = celery_app.conf.task_always_eager
@@ -102,6 +105,16 @@ def stored_vector(profile_id: int) -> np.ndarray:
 
 def cache_key(tenant: Tenant, profile_id: int) -> str:
     return f"embedding:profile:{tenant.pk}:{profile_id}"
+
+
+def activate(version_id: uuid.UUID | None) -> None:
+    """A later build serves only once activated (registry rule); the first activates itself."""
+    model_version_activate(version=ModelVersion.objects.get(pk=version_id), actor="system:test", reason="test")
+
+
+def damage_stored_artifact(version_id: uuid.UUID | None) -> None:
+    version = ModelVersion.objects.get(pk=version_id)
+    (Path(settings.ARTIFACT_ROOT) / version.artifact_uri.removeprefix("local://")).write_bytes(b"junk")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -286,7 +299,7 @@ def test_build_then_serve_nearest_neighbours_by_cosine(fake_encoder: Any, tenant
     assert pointer["watermark"] == ProfileEmbedding.objects.latest("updated_at").updated_at.isoformat()
 
     served = serving_index(tenant.pk)
-    assert served is not None and served.size == 2000 and served.version == result.path.name
+    assert served is not None and served.size == 2000 and served.version == result.version_label == "index-v1"
     rows = ProfileEmbedding.objects.filter(profile__in=profiles).values_list("profile_id", "vector")
     ids = np.array([pid for pid, _ in rows], dtype=np.int64)
     vectors = np.vstack([np.frombuffer(bytes(raw), dtype="<f4") for _, raw in rows])
@@ -399,12 +412,13 @@ def test_newer_build_is_picked_up_without_restart(fake_encoder: Any, tenant: Ten
     seed_profiles(tenant, 20)
     first = index_build(tenant=tenant)
     old = serving_index(tenant.pk)
-    assert old.version == first.path.name
+    assert old.version == first.version_label
 
     seed_profiles(tenant, 5, prefix="later")
     second = index_build(tenant=tenant)
     assert second.path.name > first.path.name
-    wait_for(lambda: serving_index(tenant.pk).version == second.path.name)
+    activate(second.version_id)
+    wait_for(lambda: serving_index(tenant.pk).version == second.version_label)
     assert serving_index(tenant.pk).size == 25
     assert old.query(np.ones(DIM, np.float32), 3)[0].shape == (1, 3)  # a held reference still works
     assert index_status(tenant.pk)["last_error"] is None
@@ -413,19 +427,20 @@ def test_newer_build_is_picked_up_without_restart(fake_encoder: Any, tenant: Ten
 def test_corrupt_newer_build_keeps_the_old_one_serving(fake_encoder: Any, tenant: Tenant) -> None:
     seed_profiles(tenant, 20)
     first = index_build(tenant=tenant)
-    assert serving_index(tenant.pk).version == first.path.name
+    assert serving_index(tenant.pk).version == first.version_label
 
     second = index_build(tenant=tenant)
-    index_file = second.path / "index.bin"
-    index_file.write_bytes(b"\0" * index_file.stat().st_size)
+    activate(second.version_id)
+    damage_stored_artifact(second.version_id)  # after activation, which verifies the checksum
     wait_for(lambda: serving_index(tenant.pk) is not None and index_status(tenant.pk)["last_error"] is not None)
     status = index_status(tenant.pk)
-    assert "checksum" in status["last_error"] and status["version"] == first.path.name
+    assert "checksum" in status["last_error"] and status["version"] == first.version_label
     assert status["loaded"] and status["size"] == 20 and status["age_seconds"] >= 0
     assert serving_index(tenant.pk).query(np.ones(DIM, np.float32), 5)[0].shape == (1, 5)
 
     third = index_build(tenant=tenant)
-    wait_for(lambda: serving_index(tenant.pk).version == third.path.name)
+    activate(third.version_id)
+    wait_for(lambda: serving_index(tenant.pk).version == third.version_label)
     assert index_status(tenant.pk)["last_error"] is None
 
 
@@ -441,9 +456,9 @@ def test_no_build_or_corrupt_first_build(fake_encoder: Any, tenant: Tenant) -> N
     }
     seed_profiles(tenant, 3)
     result = index_build(tenant=tenant)
-    (result.path / "meta.json").write_text("{not json")
+    damage_stored_artifact(result.version_id)
     assert serving_index(tenant.pk) is None
-    assert "meta.json" in index_status(tenant.pk)["last_error"]
+    assert "checksum mismatch" in index_status(tenant.pk)["last_error"]
 
 
 def test_old_builds_are_pruned_and_an_empty_tenant_builds(fake_encoder: Any, other_tenant: Tenant) -> None:

@@ -53,6 +53,7 @@ COMPONENTS = {
 def _fresh_feed_state(settings: Any, tmp_path: Any) -> Any:
     # Stores and indexes are process-local caches of a database each test rolls back.
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"  # index builds are registry artifacts
     settings.FEED_STORE_REFRESH_SECONDS = 0
     settings.INDEX_REFRESH_SECONDS = 0
     feed_reset_for_tests()

@@ -157,6 +157,15 @@ class AnnIndex:
             return np.empty((0, self.cfg.dim), dtype=np.float32)
         return np.asarray(self._index.get_items(ids.astype(np.uint64), return_type="numpy"), dtype=np.float32)
 
+    def get_vectors(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found ids (m,), their stored vectors (m, d)) for the live ``ids``; others are skipped.
+
+        Lets a serving process read candidate vectors from memory instead of a cache round trip.
+        """
+        with self._lock:
+            found = np.array([i for i in _as_ids(ids).tolist() if i in self._live], dtype=np.int64)
+            return found, self._vectors(found)
+
     def __len__(self) -> int:
         return len(self._live)
 

@@ -43,7 +43,14 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
 ``log``
     The served batch is logged with ``impression_batch_ingest`` (``log_impressions=True``),
     with ``model_version`` naming the feed variant and the index version, e.g.
-    ``feed-v1+index:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``.
+    ``feed-v1+index:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``,
+    and ``experiment_arm`` the variant, or the arm's tag when an experiment chose the index.
+
+Experiments: while an ``index`` experiment runs for the tenant, the user's arm (deterministic per
+user, ``registry.experiments``) picks the index version the ANN stages query, and impressions
+record the arm's tag and that version's label. An impression is tagged with an arm only when the
+arm's version served it: if that version cannot be loaded the user gets the active index (and
+``experiment_arm`` is the variant), so an arm's numbers never mix in another version's feeds.
 
 Fallback: with ``ML_ENABLED`` off, the model unavailable or no serving index, the feed uses the
 structured score, Elo and the liked-you boost only (sources c to f) and says why in
@@ -82,7 +89,9 @@ from recommender.models import (
 )
 from recommender.services.embeddings import EmbeddingUnavailable, ml_available, profile_vectors
 from recommender.services.events import ImpressionBatchIn, impression_batch_ingest
-from recommender.services.index import ServingIndex, serving_index
+from recommender.services.index import ServingIndex, serving_index, serving_index_version
+from registry.experiments import experiment_for_impression
+from registry.models import ModelType
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +133,7 @@ class FeedResult:
     cache_hit: bool
     fallback: str | None
     stage_ms: dict[str, float] = field(default_factory=dict)
+    experiment_arm: str | None = None  # the arm's tag when an experiment chose the index version
 
 
 class _Stages:
@@ -208,18 +218,42 @@ def profile_features(profile: Profile) -> ProfileFeatures:
     )
 
 
-def _ml_state(tenant_id: int) -> tuple[ServingIndex | None, str | None]:
+@dataclass(frozen=True)
+class _MlState:
+    index: ServingIndex | None
+    fallback: str | None
+    arm: str | None = None  # experiment arm tag, set only when ``index`` is that arm's version
+
+
+def _ml_state(tenant: Tenant, user: Profile) -> _MlState:
     if not settings.ML_ENABLED:
-        return None, "ml_disabled"
+        return _MlState(None, "ml_disabled")
     try:
         if not ml_available():
-            return None, "model_unavailable"
+            return _MlState(None, "model_unavailable")
     except EmbeddingUnavailable:
-        return None, "model_unavailable"
-    index = serving_index(tenant_id)
+        return _MlState(None, "model_unavailable")
+    arm = _experiment_index(tenant, user)
+    if arm is not None:
+        return _MlState(arm[0], None, arm[1])
+    index = serving_index(tenant.pk)
     if index is None:
-        return None, "index_missing"
-    return index, None
+        return _MlState(None, "index_missing")
+    return _MlState(index, None)
+
+
+def _experiment_index(tenant: Tenant, user: Profile) -> tuple[ServingIndex, str] | None:
+    """(the arm's index, the arm's tag) when an index experiment runs and the arm's version is
+    available; None otherwise (the active index serves, untagged)."""
+    assigned = experiment_for_impression(tenant, ModelType.INDEX, user)
+    if assigned is None:
+        return None
+    tag, label = assigned
+    index = serving_index_version(tenant.pk, label)
+    if index is None:
+        logger.warning("experiment arm %s: index %s is unavailable; serving the active index untagged", tag, label)
+        return None
+    return index, tag
 
 
 # --------------------------------------------------------------------------- filters
@@ -279,6 +313,7 @@ class _UserVectors:
     liked: np.ndarray | None  # (l, d), oldest first
     superliked: np.ndarray | None
     passed: np.ndarray | None
+    from_cache: bool = True  # no database read was needed for these vectors
 
     @property
     def has_history(self) -> bool:
@@ -290,16 +325,15 @@ def _stack(vectors: dict[int, np.ndarray], pks: Sequence[int]) -> np.ndarray | N
     return np.stack(rows).astype(np.float32) if rows else None
 
 
-def _indexed(index: ServingIndex, pks: Sequence[int]) -> list[int]:
-    """The ``pks`` the index holds: only they have a current embedding, so asking for the others
-    would cost a cache miss and a database query each time (profiles without a bio)."""
-    return [pk for pk in pks if pk in index]
-
-
 def _user_vectors(index: ServingIndex, tenant_id: int, user_id: int, history: SwipeHistory) -> _UserVectors:
-    # the user's own vector is asked for even when not indexed (a hidden user still browses)
-    wanted = [user_id, *_indexed(index, [*history.liked, *history.superliked, *history.passed])]
-    vectors = profile_vectors(tenant_id=tenant_id, profile_ids=wanted).vectors
+    # Indexed vectors come from the serving index's memory; only the rest (the user's own when
+    # not indexed: a hidden user still browses) go through the cache and the database.
+    vectors = index.vectors([user_id, *history.liked, *history.superliked, *history.passed])
+    from_cache = True
+    if user_id not in vectors:
+        lookup = profile_vectors(tenant_id=tenant_id, profile_ids=[user_id])
+        vectors.update(lookup.vectors)
+        from_cache = lookup.misses == 0
     liked, superliked, passed = (_stack(vectors, g) for g in (history.liked, history.superliked, history.passed))
     own = vectors.get(user_id)
     return _UserVectors(
@@ -308,6 +342,7 @@ def _user_vectors(index: ServingIndex, tenant_id: int, user_id: int, history: Sw
         liked=liked,
         superliked=superliked,
         passed=passed,
+        from_cache=from_cache,
     )
 
 
@@ -339,16 +374,17 @@ class _CandidateVectors:
 
 
 def _candidate_vectors(index: ServingIndex, tenant_id: int, pks: np.ndarray) -> _CandidateVectors:
-    lookup = profile_vectors(tenant_id=tenant_id, profile_ids=_indexed(index, pks.tolist()))
-    dim = len(next(iter(lookup.vectors.values()))) if lookup.vectors else 0
-    matrix = np.zeros((len(pks), dim), dtype=np.float32)  # (n, d)
+    # Only indexed profiles have a current embedding, and the index holds their vectors in
+    # memory (kept fresh by its deltas): no cache or database round trip per candidate.
+    vectors = index.vectors(pks.tolist())
+    matrix = np.zeros((len(pks), index.dim), dtype=np.float32)  # (n, d)
     present = np.zeros(len(pks), dtype=bool)
     for i, pk in enumerate(pks.tolist()):
-        vec = lookup.vectors.get(pk)
+        vec = vectors.get(pk)
         if vec is not None:
             matrix[i] = vec
             present[i] = True
-    return _CandidateVectors(matrix=matrix, present=present, cache_hit=lookup.misses == 0 and lookup.cache_hits > 0)
+    return _CandidateVectors(matrix=matrix, present=present, cache_hit=True)
 
 
 def _ml_signals(uv: _UserVectors, cv: _CandidateVectors | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -448,7 +484,8 @@ def feed_for(
         skip = np.concatenate([history.swiped, excluded])
         likers = history.likers[~np.isin(history.likers, skip)]
     user_f = profile_features(user)
-    index, fallback = _ml_state(tenant.pk)
+    ml = _ml_state(tenant, user)
+    index, fallback = ml.index, ml.fallback
     uv: _UserVectors | None = None
     if index is not None:
         try:
@@ -503,16 +540,20 @@ def feed_for(
     chosen, explored, alive = _select_live(stage, store, tenant.pk, pks, ranking, count, variant, seed)
     items = _items(chosen, explored, pks, ranking, scored.components, alive)
     model_version = _model_version(variant, index, fallback)
+    # the arm's version served this feed only if the index survived every stage
+    arm = ml.arm if index is not None else None
     if log_impressions and items:
         with stage("log"):
-            _log_impressions(tenant, user, items, model_version, variant)
+            _log_impressions(tenant, user, items, model_version, variant, arm or variant)
     return FeedResult(
         items=items,
         model_version=model_version,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        cache_hit=bool(cv is not None and cv.cache_hit),
+        # every vector came from memory (the serving index) or Redis, with no database read
+        cache_hit=bool(cv is not None and cv.cache_hit and uv is not None and uv.from_cache),
         fallback=fallback,
         stage_ms=stage.ms,
+        experiment_arm=arm,
     )
 
 
@@ -570,7 +611,9 @@ def _items(
     ]
 
 
-def _log_impressions(tenant: Tenant, user: Profile, items: list[FeedItem], model_version: str, variant: str) -> None:
+def _log_impressions(
+    tenant: Tenant, user: Profile, items: list[FeedItem], model_version: str, variant: str, experiment_arm: str
+) -> None:
     impression_batch_ingest(
         tenant=tenant,
         user=user,
@@ -580,7 +623,7 @@ def _log_impressions(tenant: Tenant, user: Profile, items: list[FeedItem], model
             context_hash=f"feed:{variant}",
             timestamp=timezone.now(),
             model_version=model_version,
-            experiment_arm=variant,
+            experiment_arm=experiment_arm,
         ),
     )
 

@@ -10,6 +10,14 @@ Serving processes (:func:`serving_index`) load the build once and keep it fresh 
 * when ``current.json`` points at another build, a background thread loads it and the next call
   swaps it in; until then, or if it cannot be loaded, the old one keeps serving.
 
+Every build is also registered in the model registry as an ``index`` version (the build
+directory is its artifact). The first version of a tenant activates itself; later ones serve only
+once an ML admin activates them. A tenant with a registered index version is served its *active*
+version (``registry.serving.ActiveModel``: polled every REGISTRY_REFRESH_SECONDS, loaded in the
+background, the old one kept if the new one fails); ``current.json`` only serves tenants whose
+builds predate the registry. An experiment arm's version is held separately, per version
+(:func:`serving_index_version`), whichever version is active.
+
 Deltas are found by ``updated_at > watermark - INDEX_DELTA_OVERLAP_SECONDS``. The overlap exists
 because a timestamp is taken before its transaction commits: a row can become visible with an
 ``updated_at`` older than rows we have already seen. Rows seen with an unchanged timestamp are
@@ -27,7 +35,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +57,10 @@ from recommender.services.embeddings import (
     embeddings_upsert,
     vector_from_bytes,
 )
+from registry.models import ModelType, ModelVersion, VersionStatus
+from registry.services import registering
+from registry.serving import ActiveModel
+from registry.storage import artifact_store
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +71,12 @@ KEEP_BUILDS = 3
 RECALL_QUERIES = 200
 RECALL_K = 10
 _VERSION_FORMAT = "%Y%m%dT%H%M%S.%fZ"  # sorts like the time it encodes
+DEFAULT_CREATED_BY = "task:build_index"
+# How long the first request of a process waits for an index to load before serving without it.
+FIRST_LOAD_TIMEOUT = 30.0
+# An experiment arm's index not asked for this long (the experiment ended) is dropped from memory.
+PINNED_IDLE_SECONDS = 600.0
+SERVABLE = (VersionStatus.READY, VersionStatus.ACTIVE, VersionStatus.RETIRED)
 
 
 def tenant_index_dir(slug: str) -> Path:
@@ -85,16 +104,36 @@ class IndexBuildResult:
     build_seconds: float
     recall_at_10: float | None
     built_at: datetime
+    version_id: uuid.UUID | None = None  # the build's registry version
+    version_label: str | None = None
 
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 
 
-def index_build(
-    *, tenant: Tenant, progress: bool = False, on_progress: ProgressCallback | None = None
-) -> IndexBuildResult:
-    """Embed what is missing, build the tenant's index, publish it and prune old builds.
+@dataclass(frozen=True)
+class _Build:
+    """A build saved under the tenant's index directory, not yet published."""
 
+    path: Path
+    pointer: dict[str, Any]
+    size: int
+    dim: int
+    recall_at_10: float | None
+    active_profiles: int
+
+
+def index_build(
+    *,
+    tenant: Tenant,
+    progress: bool = False,
+    on_progress: ProgressCallback | None = None,
+    created_by: str = DEFAULT_CREATED_BY,
+) -> IndexBuildResult:
+    """Embed what is missing, build the tenant's index, register it, publish it, prune old builds.
+
+    The build is registered as a registry ``index`` version (``created_by``: ``task:build_index``,
+    ``command:build_index``, ...); only the tenant's first version starts serving by itself.
     ``progress`` shows tqdm bars (commands); ``on_progress`` receives (done, total) while the
     missing embeddings are computed (the Celery task reports it as task state).
     Raises EmbeddingUnavailable when ML is disabled or a needed model cannot load.
@@ -104,7 +143,51 @@ def index_build(
     started = time.perf_counter()
     # Catch-up for erasures whose hook did not run: their embeddings are personal data.
     ProfileEmbedding.objects.filter(tenant=tenant, profile__status=ProfileStatus.ERASED).delete()
-    _embed_active_profiles(tenant, progress=progress, on_progress=on_progress)
+    # Outside the registration: a missing model fails here without leaving a failed version.
+    active_profiles = _embed_active_profiles(tenant, progress=progress, on_progress=on_progress)
+    directory = tenant_index_dir(tenant.slug)
+    build: _Build | None = None
+    try:
+        with registering(
+            tenant=tenant, model_type=ModelType.INDEX, created_by=created_by, parameters=_build_parameters()
+        ) as handle:
+            build = _build_and_save(tenant, directory, active_profiles)
+            handle.artifact_path = build.path
+            handle.metrics = _build_metrics(build, time.perf_counter() - started)
+            handle.data_ref = _build_data_ref(build)
+    except BaseException:
+        if build is not None:
+            shutil.rmtree(build.path, ignore_errors=True)  # never published: nothing points at it
+        raise
+    with _tenant_lock(directory):
+        _publish(directory, build.pointer)
+        _prune(directory)
+    version = handle.version
+    result = IndexBuildResult(
+        tenant_slug=tenant.slug,
+        path=build.path,
+        size=build.size,
+        dim=build.dim,
+        build_seconds=time.perf_counter() - started,
+        recall_at_10=build.recall_at_10,
+        built_at=datetime.fromisoformat(build.pointer["built_at"]),
+        version_id=version.id,
+        version_label=version.label,
+    )
+    logger.info(
+        "built index %s (%s, %s) for tenant %s: %d items, recall@10 %s, %.1f s",
+        build.pointer["version"],
+        version.label,
+        version.status,
+        tenant.slug,
+        result.size,
+        "n/a" if result.recall_at_10 is None else f"{result.recall_at_10:.3f}",
+        result.build_seconds,
+    )
+    return result
+
+
+def _build_and_save(tenant: Tenant, directory: Path, active_profiles: int) -> _Build:
     # Watermarks are read before the snapshot: a change made in between is both in the snapshot
     # and replayed as a delta, which is harmless (upserts and deletes are idempotent).
     profile_watermark = Profile.objects.filter(tenant=tenant).aggregate(m=Max("updated_at"))["m"]
@@ -115,7 +198,6 @@ def index_build(
     recall = _measure_recall(ann, ids, vectors)
     built_at = timezone.now().astimezone(UTC)
     version = built_at.strftime(_VERSION_FORMAT)
-    directory = tenant_index_dir(tenant.slug)
     ann.save(directory / version)
     _save_recent(directory / version, ids, updated, embedding_watermark)
     pointer = {
@@ -129,30 +211,46 @@ def index_build(
         "profile_watermark": _iso(profile_watermark),
         "recall_at_10": recall,
     }
-    with _tenant_lock(directory):
-        _publish(directory, pointer)
-        _prune(directory)
-    result = IndexBuildResult(
-        tenant_slug=tenant.slug,
+    return _Build(
         path=directory / version,
+        pointer=pointer,
         size=len(ann),
         dim=dim,
-        build_seconds=time.perf_counter() - started,
         recall_at_10=recall,
-        built_at=built_at,
+        active_profiles=active_profiles,
     )
-    logger.info(
-        "built index %s for tenant %s: %d items, recall@10 %s, %.1f s",
-        version,
-        tenant.slug,
-        result.size,
-        "n/a" if recall is None else f"{recall:.3f}",
-        result.build_seconds,
-    )
-    return result
 
 
-def _embed_active_profiles(tenant: Tenant, *, progress: bool, on_progress: ProgressCallback | None) -> None:
+def _build_parameters() -> dict[str, Any]:
+    return {
+        "M": settings.INDEX_M,
+        "ef_construction": settings.INDEX_EF_CONSTRUCTION,
+        "ef_search": settings.INDEX_EF_SEARCH,
+        "embedding_model": settings.EMBEDDING_MODEL,
+    }
+
+
+def _build_metrics(build: _Build, seconds: float) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"size": build.size, "dim": build.dim, "build_seconds": round(seconds, 3)}
+    if build.recall_at_10 is not None:  # an empty index has none; the admin charts want numbers only
+        metrics["recall_at_10"] = build.recall_at_10
+    return metrics
+
+
+def _build_data_ref(build: _Build) -> dict[str, Any]:
+    """What the build was made from, and what serving needs to replay the changes since."""
+    return {
+        "active_profiles": build.active_profiles,
+        "indexed_embeddings": build.size,
+        "embedding_watermark": build.pointer["watermark"],
+        "profile_watermark": build.pointer["profile_watermark"],
+        "built_at": build.pointer["built_at"],
+        "build": build.pointer["version"],
+    }
+
+
+def _embed_active_profiles(tenant: Tenant, *, progress: bool, on_progress: ProgressCallback | None) -> int:
+    """Embed the active profiles that need it; returns how many profiles are active."""
     ids = list(
         Profile.objects.filter(tenant=tenant, status=ProfileStatus.ACTIVE).order_by("pk").values_list("pk", flat=True)
     )
@@ -164,6 +262,7 @@ def _embed_active_profiles(tenant: Tenant, *, progress: bool, on_progress: Progr
                 on_progress(done, len(ids))
 
         embeddings_upsert(profile_ids=ids, progress=report)
+    return len(ids)
 
 
 def _active_vectors(tenant: Tenant) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -310,6 +409,7 @@ class _Pointer:
     dim: int
     embedding_watermark: datetime | None
     profile_watermark: datetime | None
+    version_id: uuid.UUID | None = None  # set when the build is a registry version
 
     @classmethod
     def read(cls, directory: Path) -> _Pointer | None:
@@ -345,7 +445,8 @@ class ServingIndex:
         self, *, tenant_id: int, pointer: _Pointer, ann: AnnIndex, recent: dict[int, int] | None = None
     ) -> None:
         self.tenant_id = tenant_id
-        self.version = pointer.version
+        self.version = pointer.version  # the registry label (index-v3), or the build's time stamp
+        self.version_id = pointer.version_id  # None for a build served through current.json
         self.built_at = pointer.built_at
         self.model_name = pointer.model_name
         self.dim = pointer.dim
@@ -367,7 +468,14 @@ class ServingIndex:
         """(ids (q, k') int64, cosine similarities (q, k') float32), best first."""
         return self._ann.query(vectors, k, exclude)
 
-    # Deltas run under the registry's per-tenant lock: one thread at a time per index.
+    def vectors(self, profile_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored unit vectors of the indexed ``profile_ids`` (others absent), from memory: as
+        fresh as the last delta refresh, and no cache or database round trip."""
+        found, matrix = self._ann.get_vectors(profile_ids)  # (m,), (m, d)
+        return dict(zip(found.tolist(), matrix, strict=True))
+
+    # Deltas run under the holder's lock (the tenant's slot, or a pinned version): one thread at
+    # a time per index.
 
     def apply_deltas(self) -> None:
         overlap = timedelta(seconds=settings.INDEX_DELTA_OVERLAP_SECONDS)
@@ -447,12 +555,17 @@ class _Slot:
 
     tenant_id: int
     slug: str | None = None
-    current: ServingIndex | None = None
-    pending: ServingIndex | None = None  # loaded in the background, swapped in by the next call
+    current: ServingIndex | None = None  # what requests get: deltas are applied before it is set
+    pending: ServingIndex | None = None  # current.json path: loaded in the background, swapped in next call
     loading_version: str | None = None
     failed_version: str | None = None
     last_error: str | None = None
     next_check: float = 0.0  # time.monotonic() of the next refresh
+    # Set once the registry holds an index version of the tenant; current.json is ignored from then on.
+    registry: ActiveModel[ServingIndex] | None = None
+    registry_error: str | None = None  # the last failure to ask the registry about the tenant
+    adopted: ServingIndex | None = None  # the holder's object that ``current`` was last taken from
+    waited_first_load: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -473,10 +586,9 @@ def _slot(tenant_id: int) -> _Slot:
 def serving_index(tenant_id: int) -> ServingIndex | None:
     """The tenant's loaded index, refreshed at most every INDEX_REFRESH_SECONDS; None if no build."""
     slot = _slot(tenant_id)
-    due = slot.pending is not None or time.monotonic() >= slot.next_check
     # The first load blocks so that concurrent first requests all get the index; later
     # refreshes never make a request wait for another thread's refresh.
-    if due and slot.lock.acquire(blocking=slot.current is None):
+    if _due(slot) and slot.lock.acquire(blocking=slot.current is None):
         try:
             _refresh(slot)
         finally:
@@ -484,17 +596,87 @@ def serving_index(tenant_id: int) -> ServingIndex | None:
     return slot.current
 
 
+def _due(slot: _Slot) -> bool:
+    if slot.pending is not None or time.monotonic() >= slot.next_check:
+        return True
+    # Cheap: the holder asks the database at most every REGISTRY_REFRESH_SECONDS.
+    return slot.registry is not None and _held(slot.registry) is not slot.adopted
+
+
+def _held(holder: ActiveModel[ServingIndex]) -> ServingIndex | None:
+    got = holder.get()
+    return got[1] if got is not None else None
+
+
 def _refresh(slot: _Slot) -> None:
+    now = time.monotonic()
+    deltas_due = now >= slot.next_check  # False when another thread refreshed while we waited
+    if deltas_due:
+        slot.next_check = now + settings.INDEX_REFRESH_SECONDS
+    if slot.registry is None and deltas_due and _registry_holds_index(slot):
+        slot.registry = ActiveModel(slot.tenant_id, ModelType.INDEX, _load_version)
+        slot.pending = None  # a current.json build loaded meanwhile is not wanted any more
+    swapped = _follow_registry(slot) if slot.registry is not None else _follow_pointer(slot, deltas_due)
+    if slot.current is not None and (deltas_due or swapped):
+        try:
+            slot.current.apply_deltas()
+        except DatabaseError as exc:
+            # Keep serving what we have; the next refresh retries from the same watermarks.
+            logger.warning("index deltas for tenant %s failed: %s", slot.tenant_id, exc)
+
+
+def _registry_holds_index(slot: _Slot) -> bool:
+    """Whether the tenant has a usable registry index version (then the registry decides what serves)."""
+    try:
+        held = ModelVersion.objects.filter(
+            tenant_id=slot.tenant_id, model_type=ModelType.INDEX, status__in=SERVABLE
+        ).exists()
+    except DatabaseError as exc:
+        slot.registry_error = f"cannot read the model registry: {exc}"
+        logger.error("tenant %s: %s", slot.tenant_id, slot.registry_error)
+        return False
+    slot.registry_error = None
+    return held
+
+
+def _follow_registry(slot: _Slot) -> bool:
+    """Take the registry holder's newly loaded version, if any; True when ``current`` changed to it."""
+    holder = slot.registry
+    assert holder is not None
+    if slot.current is None and not slot.waited_first_load:
+        # Nothing to serve yet in this process: wait for the first load, like the current.json
+        # path does, instead of answering the first requests without an index.
+        slot.waited_first_load = True
+        holder.wait(FIRST_LOAD_TIMEOUT)
+    fresh = _held(holder)
+    if fresh is slot.adopted:
+        return False
+    previous, slot.adopted = slot.adopted, fresh
+    if fresh is None:
+        # Deactivated. A current.json build still serving (the registry never loaded one) stays.
+        if slot.current is previous:
+            slot.current = None
+            logger.info("tenant %s has no active index version any more", slot.tenant_id)
+        return False
+    slot.current = fresh
+    slot.last_error = None
+    logger.info("tenant %s now serves index %s (%d items)", slot.tenant_id, fresh.version, fresh.size)
+    return True
+
+
+def _follow_pointer(slot: _Slot, deltas_due: bool) -> bool:
+    """The current.json path (builds made before the registry); True when ``current`` changed."""
+    swapped = False
     if slot.pending is not None:
         slot.current, slot.pending = slot.pending, None
+        swapped = True
         logger.info("tenant %s now serves index %s", slot.tenant_id, slot.current.version)
-    elif time.monotonic() < slot.next_check:
-        return  # another thread refreshed while we waited for the lock
-    slot.next_check = time.monotonic() + settings.INDEX_REFRESH_SECONDS
+    if not (deltas_due or swapped):
+        return False
     if slot.slug is None:
         slot.slug = Tenant.objects.filter(pk=slot.tenant_id).values_list("slug", flat=True).first()
         if slot.slug is None:
-            return
+            return swapped
     try:
         pointer = _Pointer.read(tenant_index_dir(slot.slug))
     except (OSError, ValueError) as exc:
@@ -503,14 +685,10 @@ def _refresh(slot: _Slot) -> None:
     if slot.current is None:
         if pointer is not None and pointer.version != slot.failed_version:
             _load_now(slot, pointer)
+            swapped = slot.current is not None
     elif pointer is not None and pointer.version not in _known_versions(slot):
         _start_loader(slot, pointer)
-    if slot.current is not None:
-        try:
-            slot.current.apply_deltas()
-        except DatabaseError as exc:
-            # Keep serving what we have; the next refresh retries from the same watermarks.
-            logger.warning("index deltas for tenant %s failed: %s", slot.tenant_id, exc)
+    return swapped
 
 
 def _known_versions(slot: _Slot) -> set[str | None]:
@@ -521,8 +699,32 @@ def _known_versions(slot: _Slot) -> set[str | None]:
 def _load(tenant_id: int, pointer: _Pointer) -> ServingIndex:
     ann = AnnIndex.load(pointer.path)
     if ann.cfg.dim != pointer.dim:
-        raise AnnIndexLoadError(f"{pointer.path} has dim {ann.cfg.dim}, current.json says {pointer.dim}")
+        raise AnnIndexLoadError(f"{pointer.path} has dim {ann.cfg.dim}, its build record says {pointer.dim}")
     return ServingIndex(tenant_id=tenant_id, pointer=pointer, ann=ann, recent=_load_recent(pointer.path))
+
+
+def _load_version(version: ModelVersion, path: Path) -> ServingIndex:
+    """The registry loader: ``path`` is the verified, unpacked build directory of ``version``.
+    File I/O only, no database (it runs in a loader thread): the caller applies the deltas."""
+    return _load(version.tenant_id, _registry_pointer(version, path))
+
+
+def _registry_pointer(version: ModelVersion, path: Path) -> _Pointer:
+    if version.model_type != ModelType.INDEX:
+        raise AnnIndexLoadError(f"{version.label} is not an index version")
+    try:
+        return _Pointer(
+            version=version.label,
+            path=path,
+            built_at=datetime.fromisoformat(version.data_ref["built_at"]),
+            model_name=str(version.parameters["embedding_model"]),
+            dim=int(version.metrics["dim"]),
+            embedding_watermark=_parse_optional(version.data_ref.get("embedding_watermark")),
+            profile_watermark=_parse_optional(version.data_ref.get("profile_watermark")),
+            version_id=version.id,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnnIndexLoadError(f"{version.label} lacks the build record serving needs: {exc!r}") from exc
 
 
 def _load_now(slot: _Slot, pointer: _Pointer) -> None:
@@ -557,8 +759,8 @@ def _load_in_background(slot: _Slot, pointer: _Pointer, generation: int) -> None
     except Exception as exc:  # a loader thread must never die silently
         loaded, error = None, f"cannot load index {pointer.version}: {exc}"
     with slot.lock:
-        if generation != _generation:
-            return
+        if generation != _generation or slot.registry is not None:
+            return  # reset by a test, or the registry serves the tenant now
         slot.loading_version = None
         if loaded is None:
             slot.failed_version = pointer.version
@@ -573,6 +775,104 @@ def _record_error(slot: _Slot, message: str) -> None:
     logger.error("tenant %s: %s", slot.tenant_id, message)
 
 
+# --- A given version (experiment arms) ----------------------------------------------------------
+
+
+class _PinnedIndex:
+    """One registry index version held in memory for an experiment arm, whichever is active.
+
+    Loaded by a background thread; the first request for it waits for that load (as the first
+    request of a tenant does), later ones never wait for another thread's delta refresh."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        self.version = version
+        self.last_used = time.monotonic()
+        self.error: str | None = None
+        self._loaded: ServingIndex | None = None
+        self._served: ServingIndex | None = None  # the loaded index once its first deltas are applied
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._load, name=f"index-{version.label}", daemon=True)
+        self.thread.start()
+
+    def _load(self) -> None:
+        try:
+            self._loaded = _load_version(self.version, artifact_store().fetch(self.version))
+        except Exception as exc:  # reported by index_status; the arm's users get the active index
+            self.error = f"{self.version.label} (experiment arm): {type(exc).__name__}: {exc}"
+            logger.error("tenant %s: cannot load %s", self.version.tenant_id, self.error)
+
+    def get(self) -> ServingIndex | None:
+        self.last_used = time.monotonic()
+        if self._served is None and self.thread.is_alive():
+            self.thread.join(FIRST_LOAD_TIMEOUT)
+        if self._loaded is None:
+            return None
+        now = time.monotonic()
+        if (self._served is None or now >= self._next_check) and self._lock.acquire(blocking=self._served is None):
+            try:
+                if self._served is None or now >= self._next_check:
+                    self._next_check = now + settings.INDEX_REFRESH_SECONDS
+                    try:
+                        self._loaded.apply_deltas()
+                    except DatabaseError as exc:
+                        logger.warning("index deltas for %s failed: %s", self.version.label, exc)
+                    self._served = self._loaded
+            finally:
+                self._lock.release()
+        return self._served
+
+
+_pinned: dict[uuid.UUID, _PinnedIndex] = {}
+_versions_by_label: dict[tuple[int, str], ModelVersion] = {}
+
+
+def serving_index_version(tenant_id: int, version_label: str) -> ServingIndex | None:
+    """The tenant's index version ``version_label`` (e.g. ``index-v3``, an experiment arm's),
+    with deltas applied; the active index itself when that is the version asked for. None when
+    the version does not exist, is not an index version, or cannot be loaded."""
+    version = _version_by_label(tenant_id, version_label)
+    if version is None:
+        return None
+    active = serving_index(tenant_id)
+    if active is not None and active.version_id == version.id:
+        return active  # one copy in memory for the arm that runs the active version
+    return _pinned_for(version).get()
+
+
+def _version_by_label(tenant_id: int, label: str) -> ModelVersion | None:
+    key = (tenant_id, label)
+    cached = _versions_by_label.get(key)
+    if cached is not None:
+        return cached
+    prefix = f"{ModelType.INDEX.value}-v"  # ModelVersion.label is "<model type>-v<number>"
+    number = label.removeprefix(prefix)
+    if not label.startswith(prefix) or not number.isdigit():
+        return None
+    version = ModelVersion.objects.filter(
+        tenant_id=tenant_id, model_type=ModelType.INDEX, version=int(number), status__in=SERVABLE
+    ).first()
+    if version is not None:  # a version never changes its number or its artifact: cache for good
+        with _slots_lock:
+            _versions_by_label[key] = version
+    return version
+
+
+def _pinned_for(version: ModelVersion) -> _PinnedIndex:
+    now = time.monotonic()
+    with _slots_lock:
+        for version_id, idle in list(_pinned.items()):
+            if version_id != version.id and now - idle.last_used > PINNED_IDLE_SECONDS:
+                del _pinned[version_id]  # its experiment ended: free the memory
+        pinned = _pinned.get(version.id)
+        if pinned is None:
+            pinned = _pinned[version.id] = _PinnedIndex(version)
+        return pinned
+
+
+# --- Health and tests --------------------------------------------------------------------------------
+
+
 def index_status(tenant_id: int) -> dict[str, Any]:
     """What this process serves for the tenant, for health checks (never loads anything)."""
     slot = _slots.get(tenant_id)
@@ -583,8 +883,19 @@ def index_status(tenant_id: int) -> dict[str, Any]:
         "size": current.size if current else 0,
         "built_at": current.built_at.isoformat() if current else None,
         "age_seconds": (timezone.now() - current.built_at).total_seconds() if current else None,
-        "last_error": slot.last_error if slot is not None else None,
+        "last_error": _last_error(tenant_id, slot),
     }
+
+
+def _last_error(tenant_id: int, slot: _Slot | None) -> str | None:
+    errors: list[str | None] = []
+    if slot is not None:
+        errors.append(slot.registry_error)
+        # The holder's error names the version that failed and clears once a load succeeds.
+        errors.append(slot.registry.status()["last_error"] if slot.registry is not None else slot.last_error)
+    with _slots_lock:
+        errors += [p.error for p in _pinned.values() if p.version.tenant_id == tenant_id]
+    return "; ".join(e for e in errors if e) or None
 
 
 def index_reset_for_tests() -> None:
@@ -592,6 +903,13 @@ def index_reset_for_tests() -> None:
     global _generation
     with _slots_lock:
         _generation += 1
+        threads = [*_loaders, *(p.thread for p in _pinned.values())]
+        # The holder's loader thread is private to registry.serving; joined so that no load of a
+        # previous test still writes into its (deleted) artifact cache.
+        threads += [s.registry._thread for s in _slots.values() if s.registry is not None and s.registry._thread]
         _slots.clear()
-    while _loaders:
-        _loaders.pop().join(timeout=10)
+        _pinned.clear()
+        _versions_by_label.clear()
+        _loaders.clear()
+    for thread in threads:
+        thread.join(timeout=10)

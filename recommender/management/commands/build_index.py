@@ -20,13 +20,14 @@ class Command(BaseCommand):
         tenants = list(Tenant.objects.order_by("slug")) if all_tenants else [_tenant(tenant or DEFAULT_TENANT_SLUG)]
         for t in tenants:
             try:
-                result = index_build(tenant=t, progress=options["verbosity"] > 0)
+                result = index_build(tenant=t, progress=options["verbosity"] > 0, created_by="command:build_index")
             except EmbeddingUnavailable as exc:
                 raise CommandError(f"Cannot build the index of {t.slug}: {exc}") from exc
             recall = "n/a (empty)" if result.recall_at_10 is None else f"{result.recall_at_10:.3f}"
             self.stdout.write(
                 f"{result.tenant_slug}: {result.size} profiles, dim {result.dim}, "
-                f"built in {result.build_seconds:.1f} s, recall@10 {recall}, at {result.path}"
+                f"built in {result.build_seconds:.1f} s, recall@10 {recall}, at {result.path}; "
+                f"registered as {result.version_label or 'no version'}"
             )
 
 

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-register", action="store_true", help="write the local checkpoint only")
         parser.add_argument("--limit", type=int, default=None, help="first N rows of each set (smoke runs)")
         parser.add_argument("--max-train", type=int, default=None, help="first N training rows of each set")
+        parser.add_argument("--c-grid", default="", help="comma-separated C values to try (default: 1,4,16)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -30,6 +31,7 @@ class Command(BaseCommand):
             register=not opts["no_register"],
             limit=opts["limit"],
             max_train=opts["max_train"],
+            c_grid=tuple(float(c) for c in opts["c_grid"].split(",")) if opts["c_grid"] else None,
             progress=not opts["no_progress"],
             log=lambda m: self.stdout.write(m),
         )

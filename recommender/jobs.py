@@ -1,0 +1,52 @@
+"""The recommender's jobs that ML admins start from the admin (registry "Start a job" page).
+
+Each job is a thin wrapper around the same service the management command and the Celery task
+call; the registry tracks it as a TaskRun with live progress and links the version it made.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recommender.services.index import index_build
+from recommender.training.datasets import datasets_build
+from recommender.training.extract import events_extract
+from recommender.training.train import collaborative_train
+from registry.models import ModelVersion
+from registry.tasks import JobContext, register_job
+
+
+def _version(version_id: object) -> ModelVersion | None:
+    return ModelVersion.objects.filter(pk=version_id).first() if version_id else None
+
+
+@register_job("build_index", queue="indexing", description="Embed new profiles, then build the tenant's HNSW index")
+def build_index_job(ctx: JobContext) -> ModelVersion | None:
+    result = index_build(
+        tenant=ctx.tenant,
+        created_by=ctx.created_by,
+        on_progress=lambda done, total: ctx.progress(stage="embedding", done=done, total=total),
+    )
+    return _version(result.version_id)
+
+
+@register_job(
+    "train_collaborative",
+    queue="training",
+    description="Extract events, split by time and train a collaborative model (params: model=als|bpr)",
+)
+def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
+    model = str(ctx.params.get("model", "als"))
+    with tempfile.TemporaryDirectory(prefix="patra-train-") as tmp:
+        events, splits = Path(tmp) / "events", Path(tmp) / "splits"
+        ctx.progress(stage="extract")
+        events_extract(output_dir=events, start_date=datetime(1970, 1, 1, tzinfo=UTC), tenant=ctx.tenant)
+        ctx.progress(stage="split")
+        datasets_build(input_dir=events, output_dir=splits, ratios=(0.8, 0.1, 0.1))
+        ctx.progress(stage="train", model=model)
+        result = collaborative_train(
+            model=model, data_dir=splits, tenant_slug=ctx.tenant.slug, created_by=ctx.created_by
+        )
+    return _version(result.version_id)

@@ -1,0 +1,63 @@
+"""The recommender's admin-startable jobs run through the registry and link the version they made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from recommender.services.feed import feed_reset_for_tests
+from recommender.services.index import index_reset_for_tests, serving_index
+from registry.models import TaskRun
+from registry.services import task_run_start
+from registry.tasks import JOBS
+
+pytestmark = pytest.mark.slow  # embeds a few bios with the real MiniLM model
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings: Any, tmp_path: Any) -> Any:
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "cache"
+    settings.INDEX_REFRESH_SECONDS = 0
+    settings.REGISTRY_REFRESH_SECONDS = 0
+    index_reset_for_tests()
+    feed_reset_for_tests()
+    yield
+    index_reset_for_tests()
+    feed_reset_for_tests()
+
+
+def test_jobs_are_registered_on_their_queues():
+    assert JOBS["build_index"].queue == "indexing"
+    assert JOBS["train_collaborative"].queue == "training"
+
+
+def test_build_index_job_registers_and_serves_an_index_version(
+    tenant, make_profile, django_capture_on_commit_callbacks
+):
+    profiles = [make_profile(bio=f"I love {topic}.") for topic in ("hiking", "jazz", "cooking", "chess")]
+    with django_capture_on_commit_callbacks(execute=True):
+        run = task_run_start(kind="build_index", tenant=tenant, actor="system:test")
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    version = run.version
+    assert version is not None and version.model_type == "index"
+    assert version.metrics["size"] == len(profiles)
+    assert version.created_by == f"task:build_index:{run.pk}"
+    index = serving_index(tenant.pk)
+    assert index is not None and index.version == version.label
+    assert TaskRun.objects.get(pk=run.pk).progress.get("stage") == "embedding"
+
+
+def test_train_collaborative_job_trains_on_the_tenants_events(tenant, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    call_command("load_demo", "--limit", "300", "--swipes", "3000", "--no-users", verbosity=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = task_run_start(kind="train_collaborative", tenant=tenant, actor="system:test", params={"model": "als"})
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    version = run.version
+    assert version is not None and version.model_type == "collaborative"
+    assert version.metrics["model"] == "als" and version.metrics["val_ndcg@10"] is not None
