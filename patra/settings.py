@@ -185,6 +185,8 @@ ML_SIMILARITY_WEIGHT = env.float("ML_SIMILARITY_WEIGHT", default=0.35)
 ML_STRUCTURED_WEIGHT = env.float("ML_STRUCTURED_WEIGHT", default=0.35)
 ML_ELO_WEIGHT = env.float("ML_ELO_WEIGHT", default=0.15)
 ML_INTERACTION_WEIGHT = env.float("ML_INTERACTION_WEIGHT", default=0.15)
+# Exponent on a candidate's relative like rate in P(candidate likes user); 0 turns it off.
+ML_SELECTIVITY_WEIGHT = env.float("ML_SELECTIVITY_WEIGHT", default=1.0)
 ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
 ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
 ELO_K = env.float("ELO_K", default=32.0)

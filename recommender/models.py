@@ -307,6 +307,10 @@ class EloRating(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     rating = models.FloatField(default=1500.0)
     swipes_received = models.PositiveIntegerField(default=0)
+    # How selective the profile is as a swiper: the feed's estimate of P(v likes u) scales with
+    # v's own like rate (a like from someone who likes few people is rare).
+    swipes_given = models.PositiveIntegerField(default=0)
+    likes_given = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

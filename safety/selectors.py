@@ -77,7 +77,7 @@ def access_appealable_decision(profile: Profile, decision_id: int | None) -> Dec
 def queue_items(*, queue: str, label: str = "", status: str = ItemStatus.OPEN) -> QuerySet[QueueItem]:
     qs = QueueItem.objects.filter(queue=queue, status=status).select_related("profile", "tenant", "claimed_by")
     if label:
-        qs = qs.filter(flagged_labels__contains=label) if settings.USING_POSTGRES else qs
+        qs = qs.filter(flagged_labels__contains=[label]) if settings.USING_POSTGRES else qs
     return qs.order_by("-rank_key", "pk")
 
 

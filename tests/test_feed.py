@@ -41,6 +41,7 @@ COMPONENTS = {
     "lifestyle",
     "elo",
     "interaction",
+    "selectivity",
     "liked_you",
     "p_user_likes",
     "p_candidate_likes",
@@ -461,3 +462,18 @@ def test_commands_refuse_bad_ids_and_actions(user, args, message):
     args = [str(user.external_id) if a == "USER" else a for a in args]
     with pytest.raises(CommandError, match=message):
         call_command(*args)
+
+
+def test_a_selective_candidate_is_less_likely_to_like_back(tenant, user, man, make_profile):
+    """Two identical men: one likes almost everyone he sees, the other almost no one. The
+    choosy one's P(candidate likes user) is lower, so he ranks lower in the reciprocal feed."""
+    keen, choosy = man(km_north=2.0), man(km_north=2.0)
+    women = [make_profile(gender="woman", seeking=["man"], age=31, lat=SF[0], lon=SF[1]) for _ in range(12)]
+    for i, woman in enumerate(women):
+        swipe(tenant, keen, woman, "like" if i < 11 else "pass")
+        swipe(tenant, choosy, woman, "pass" if i < 11 else "like")
+    index_build(tenant=tenant)
+    items = {item.profile_id: item for item in feed(tenant, user, count=50).items}
+    assert items[keen.pk].components["selectivity"] > 1 > items[choosy.pk].components["selectivity"]
+    assert items[keen.pk].components["p_candidate_likes"] > items[choosy.pk].components["p_candidate_likes"]
+    assert items[keen.pk].score > items[choosy.pk].score

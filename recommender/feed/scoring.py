@@ -9,11 +9,13 @@ signals available for that pair (weights of missing signals drop out, the rest a
     ``(interaction_adjustment + 1) / 2`` (does v look like the profiles u liked rather than those
     u passed?), present only when u has a swipe history and v has a vector.
 ``P(v likes u)``
-    the same similarity and structured score (both symmetric in u and v); u's desirability
-    ``elo_to_unit(R_u)``, the same for every v. v's own history is not read: that would be
-    one query per candidate. When v already liked or superliked u, ``liked_you_boost`` adds
-    ``LIKED_YOU_BOOST`` (then clipped), because a like already given is the best evidence
-    there is that v will like u.
+    the same similarity and structured score (both symmetric in u and v) and u's desirability
+    ``elo_to_unit(R_u)`` (the same for every v), times v's **selectivity**: v's smoothed like
+    rate relative to the tenant's median, raised to ``ML_SELECTIVITY_WEIGHT`` (0 turns it off).
+    This is the part that differs by candidate: someone who likes one profile in ten is far
+    less likely to like u back than someone who likes every other one, however similar the two
+    look. When v already liked or superliked u, ``liked_you_boost`` adds ``LIKED_YOU_BOOST``
+    (then clipped), because a like already given is the best evidence there is.
 
 The feed score is ``fuse(P(u likes v), P(v likes u), method)``, the harmonic mean by default,
 so a one-sided crush ranks low.
@@ -41,9 +43,10 @@ class SignalWeights:
     structured: float
     elo: float
     interaction: float
+    selectivity: float = 1.0  # exponent on the candidate's relative like rate in P(v likes u)
 
     def __post_init__(self) -> None:
-        if min(self.similarity, self.structured, self.elo, self.interaction) < 0:
+        if min(self.similarity, self.structured, self.elo, self.interaction, self.selectivity) < 0:
             raise ValueError(f"signal weights must be >= 0, got {self}")
 
 
@@ -56,6 +59,7 @@ class PairSignals:
     elo_candidate: np.ndarray  # (n,) Elo ratings of the candidates
     elo_user: float  # the user's own Elo rating
     liked_user: np.ndarray  # (n,) bool, the candidate already liked the user
+    selectivity: np.ndarray | None = None  # (n,) candidate's like rate / the tenant's median, > 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def score_pairs(
     p_vu = _weighted_mean(
         [similarity_unit, structured_score, elo_u], [weights.similarity, weights.structured, weights.elo]
     )
+    if signals.selectivity is not None:
+        p_vu = np.clip(p_vu * np.power(signals.selectivity, weights.selectivity), 0.0, 1.0)
     p_vu = np.clip(p_vu + liked_you_boost(signals.liked_user, LIKED_YOU_BOOST), 0.0, 1.0)
     reciprocal = fuse(p_uv, p_vu, fusion_method)
     components: dict[str, np.ndarray] = {
@@ -104,6 +110,9 @@ def score_pairs(
         "elo": elo_v,
         "interaction": signals.interaction.astype(np.float64),
         "liked_you": np.asarray(signals.liked_user, dtype=bool),
+        "selectivity": (
+            np.full(len(cands), np.nan) if signals.selectivity is None else signals.selectivity.astype(np.float64)
+        ),
         "p_user_likes": p_uv,
         "p_candidate_likes": p_vu,
         "reciprocal": reciprocal,

@@ -79,6 +79,19 @@ def refresh_seconds() -> float:
     return float(getattr(settings, "FEED_STORE_REFRESH_SECONDS", 2.0))
 
 
+_ELO_FIELDS = ("profile_id", "rating", "swipes_given", "likes_given")
+
+# A profile's like rate is smoothed towards this prior with the weight of PRIOR_SWIPES swipes,
+# so a newcomer with two swipes is not taken as liking everyone or no one.
+PRIOR_LIKE_RATE = 0.3
+PRIOR_SWIPES = 10.0
+
+
+def smoothed_like_rate(likes: np.ndarray, swipes: np.ndarray) -> np.ndarray:
+    """(m,) (likes + prior pseudo-likes) / (swipes + prior pseudo-swipes), in (0, 1)."""
+    return (likes + PRIOR_LIKE_RATE * PRIOR_SWIPES) / (swipes + PRIOR_SWIPES)
+
+
 def elo_refresh_seconds() -> float:
     return float(getattr(settings, "FEED_ELO_REFRESH_SECONDS", 10.0))
 
@@ -89,6 +102,7 @@ class StoreSnapshot:
 
     batch: CandidateBatch  # (n,) rows; batch.ids are Profile pks
     elo: np.ndarray  # (n,) float64 ratings
+    like_rate: np.ndarray  # (n,) float64 smoothed share of likes among the swipes each profile gave
     active: np.ndarray  # (n,) bool, status == active when last seen
     created: np.ndarray  # (n,) float64 epoch seconds
     row_of: np.ndarray  # (max_pk + 1,) int64, -1 = not in the store
@@ -188,6 +202,7 @@ class CandidateStore:
         self._n = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._elo = np.empty(0, dtype=np.float64)
+        self._like_rate = np.empty(0, dtype=np.float64)
         self._active = np.empty(0, dtype=bool)
         self._created = np.empty(0, dtype=np.float64)
         self._pks = np.empty(0, dtype=np.int64)
@@ -237,7 +252,7 @@ class CandidateStore:
             self._max_pk = Profile.objects.filter(tenant_id=self.tenant_id).aggregate(m=Max("pk"))["m"] or 0
             query = Profile.objects.filter(tenant_id=self.tenant_id, status=ProfileStatus.ACTIVE).order_by("pk")
             self._ingest(query.values_list(*_PROFILE_FIELDS).iterator(chunk_size=_FETCH_CHUNK))
-            self._ingest_elo(EloRating.objects.filter(tenant_id=self.tenant_id).values_list("profile_id", "rating"))
+            self._ingest_elo(EloRating.objects.filter(tenant_id=self.tenant_id).values_list(*_ELO_FIELDS))
             self._profile_wm = self._elo_wm = started
             self._checked_at = self._elo_checked_at = time.monotonic()
 
@@ -278,7 +293,7 @@ class CandidateStore:
             if len(added):
                 # a profile that was not active at build time may already have a rating
                 ratings = EloRating.objects.filter(profile_id__in=added.tolist())
-                self._ingest_elo(ratings.values_list("profile_id", "rating"))
+                self._ingest_elo(ratings.values_list(*_ELO_FIELDS))
         self._profile_wm = started
         self._checked_at = time.monotonic()
 
@@ -286,19 +301,20 @@ class CandidateStore:
         assert self._elo_wm is not None
         started = timezone.now()
         recent = EloRating.objects.filter(tenant_id=self.tenant_id, updated_at__gte=self._elo_wm - WATERMARK_OVERLAP)
-        self._ingest_elo(recent.values_list("profile_id", "rating"))
+        self._ingest_elo(recent.values_list(*_ELO_FIELDS))
         self._elo_wm = started
         self._elo_checked_at = time.monotonic()
 
-    def _ingest_elo(self, rows: Iterable[tuple[int, float]]) -> None:
-        pairs = np.array(list(rows), dtype=np.float64).reshape(-1, 2)  # (m, 2): pk, rating
-        if len(pairs) == 0:
+    def _ingest_elo(self, rows: Iterable[tuple[int, float, int, int]]) -> None:
+        table = np.array(list(rows), dtype=np.float64).reshape(-1, 4)  # (m, 4): pk, rating, given, liked
+        if len(table) == 0:
             return
-        pks = pairs[:, 0].astype(np.int64)
+        pks = table[:, 0].astype(np.int64)
         known = pks < len(self._row_of)
         rows_idx = self._row_of[pks[known]]
         ok = rows_idx >= 0
-        self._elo[rows_idx[ok]] = pairs[known, 1][ok]
+        self._elo[rows_idx[ok]] = table[known, 1][ok]
+        self._like_rate[rows_idx[ok]] = smoothed_like_rate(table[known, 3][ok], table[known, 2][ok])
         self._pools = None
 
     def _ingest(self, rows: Iterable[tuple[Any, ...]]) -> np.ndarray:
@@ -340,6 +356,7 @@ class CandidateStore:
         self._active[rows] = cols.active[sel]
         self._created[rows] = cols.created[sel]
         self._elo[rows[rows >= self._n]] = EloConfig().initial  # new rows start at the initial rating
+        self._like_rate[rows[rows >= self._n]] = PRIOR_LIKE_RATE
 
     def _encode(self, rows: list[tuple[Any, ...]]) -> _Columns:
         cols = _Columns(len(rows), self._n_words)
@@ -408,6 +425,7 @@ class CandidateStore:
             "attributes": np.full((capacity, len(ATTRIBUTE_NAMES)), -1, dtype=np.int64),
         }
         self._elo = np.full(capacity, EloConfig().initial, dtype=np.float64)
+        self._like_rate = np.full(capacity, PRIOR_LIKE_RATE, dtype=np.float64)
         self._active = np.zeros(capacity, dtype=bool)
         self._created = np.zeros(capacity, dtype=np.float64)
         self._pks = np.zeros(capacity, dtype=np.int64)
@@ -417,11 +435,12 @@ class CandidateStore:
         if needed <= capacity:
             return
         new_capacity = max(needed, 2 * capacity, 1024)
-        old = (dict(self._arrays), self._elo, self._active, self._created, self._pks)
+        old = (dict(self._arrays), self._elo, self._like_rate, self._active, self._created, self._pks)
         self._allocate(new_capacity)
         for name, arr in old[0].items():
             self._arrays[name][:capacity] = arr
-        for new_arr, old_arr in zip((self._elo, self._active, self._created, self._pks), old[1:], strict=True):
+        new = (self._elo, self._like_rate, self._active, self._created, self._pks)
+        for new_arr, old_arr in zip(new, old[1:], strict=True):
             new_arr[:capacity] = old_arr
         self._snapshot = None
 
@@ -441,7 +460,12 @@ class CandidateStore:
             **{name: self._arrays[name][:n] for name in _BATCH_FIELDS},
         )
         return StoreSnapshot(
-            batch=batch, elo=self._elo[:n], active=self._active[:n], created=self._created[:n], row_of=self._row_of
+            batch=batch,
+            elo=self._elo[:n],
+            like_rate=self._like_rate[:n],
+            active=self._active[:n],
+            created=self._created[:n],
+            row_of=self._row_of,
         )
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from recommender.ml.elo import EloConfig, elo_update, rebuild_ratings
-from recommender.models import EloRating, Swipe, Tenant
+from recommender.models import POSITIVE_ACTIONS, EloRating, Swipe, Tenant
 
 
 def elo_config() -> EloConfig:
@@ -37,15 +37,27 @@ def elo_apply_swipes(*, tenant: Tenant, swipes: Sequence[Swipe]) -> None:
         row.rating = elo_update(row.rating, rows[swipe.user_id].rating, swipe.action, cfg)
         row.swipes_received += 1
         row.updated_at = now
-    changed = [rows[i] for i in sorted({s.candidate_id for s in swipes})]
+        swiper = rows[swipe.user_id]
+        swiper.swipes_given += 1
+        swiper.likes_given += swipe.action in POSITIVE_ACTIONS
+        swiper.updated_at = now
+    changed = [rows[i] for i in ids]
     # One prepared statement run per row: Django's bulk_update builds a CASE expression per row
     # and costs ~30 ms for a batch of 15, more than the rest of the ingestion together.
     table = EloRating._meta.db_table
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET rating = %s, swipes_received = %s, updated_at = %s WHERE profile_id = %s",
+            f"UPDATE {table} SET rating = %s, swipes_received = %s, swipes_given = %s, likes_given = %s, "
+            "updated_at = %s WHERE profile_id = %s",
             [
-                (r.rating, r.swipes_received, connection.ops.adapt_datetimefield_value(r.updated_at), r.profile_id)
+                (
+                    r.rating,
+                    r.swipes_received,
+                    r.swipes_given,
+                    r.likes_given,
+                    connection.ops.adapt_datetimefield_value(r.updated_at),
+                    r.profile_id,
+                )
                 for r in changed
             ],
         )
@@ -60,14 +72,28 @@ def elo_rebuild(*, tenant: Tenant, progress: bool = False) -> int:
     rows = swipes.values_list("user_id", "candidate_id", "action").iterator(chunk_size=10_000)
     ratings = rebuild_ratings(tqdm(rows, total=total, disable=not progress, desc="elo"), cfg)
     counts: dict[int, int] = {}
-    for candidate_id in swipes.values_list("candidate_id", flat=True).iterator(chunk_size=10_000):
+    given: dict[int, list[int]] = {}  # pk -> [swipes given, likes given]
+    for user_id, candidate_id, action in swipes.values_list("user_id", "candidate_id", "action").iterator(
+        chunk_size=10_000
+    ):
         counts[candidate_id] = counts.get(candidate_id, 0) + 1
+        mine = given.setdefault(user_id, [0, 0])
+        mine[0] += 1
+        mine[1] += action in POSITIVE_ACTIONS
     EloRating.objects.filter(tenant=tenant).delete()
     now = timezone.now()
     EloRating.objects.bulk_create(
         [
-            EloRating(profile_id=pid, tenant=tenant, rating=r, swipes_received=counts.get(pid, 0), updated_at=now)
-            for pid, r in ratings.items()
+            EloRating(
+                profile_id=pid,
+                tenant=tenant,
+                rating=ratings.get(pid, cfg.initial),
+                swipes_received=counts.get(pid, 0),
+                swipes_given=given.get(pid, [0, 0])[0],
+                likes_given=given.get(pid, [0, 0])[1],
+                updated_at=now,
+            )
+            for pid in ratings.keys() | given.keys()
         ],
         batch_size=5_000,
     )

@@ -527,12 +527,15 @@ def feed_for(
             elo_candidate=snap.elo[rows],
             elo_user=_user_elo(snap, user),
             liked_user=np.isin(pks, likers),
+            # relative to the tenant's typical like rate, so the scale of P(v likes u) is kept
+            selectivity=snap.like_rate[rows] / max(float(np.median(snap.like_rate)), 1e-6),
         )
         weights = SignalWeights(
             similarity=settings.ML_SIMILARITY_WEIGHT,
             structured=settings.ML_STRUCTURED_WEIGHT,
             elo=settings.ML_ELO_WEIGHT,
             interaction=settings.ML_INTERACTION_WEIGHT,
+            selectivity=settings.ML_SELECTIVITY_WEIGHT,
         )
         scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD)
         seed = _seed(tenant.pk, user.pk, timezone.now().date(), variant)
