@@ -55,10 +55,25 @@ def health_report() -> dict[str, Any]:
         overall, reason = "degraded", f"unreachable: {down}"
     else:
         overall, reason = "ready", ""
+    models = _serving_models()
+    if overall == "ready" and any(m["last_error"] for m in models.values()):
+        # A model that failed to load: the previous version keeps serving, but operators must know.
+        overall, reason = (
+            "degraded",
+            "a model version failed to load: "
+            + "; ".join(f"{name}: {m['last_error']}" for name, m in models.items() if m["last_error"]),
+        )
     if not checks["database"]["ok"]:
         # A failed query leaves the connection unusable; drop it so the next request reconnects.
         connection.close_if_unusable_or_obsolete()
-    return {"status": overall, "reason": reason, "checks": checks, "mode": _mode()}
+    return {"status": overall, "reason": reason, "checks": checks, "models": models, "mode": _mode()}
+
+
+def _serving_models() -> dict[str, dict[str, Any]]:
+    """What this process serves (loaded in-process, per tenant), with any load error."""
+    from recommender.services.index import index_statuses
+
+    return {f"index:tenant-{tenant_id}": status for tenant_id, status in index_statuses().items()}
 
 
 def _mode() -> str:

@@ -161,7 +161,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=35 * 60)
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+# How long Redis keeps a message handed to a worker that never acknowledged it (the worker died)
+# before handing it out again; longer than any task may run, so a live task is never doubled.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 300)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "rebuild-elo-nightly": {
@@ -278,6 +281,10 @@ INDEX_M = env.int("INDEX_M", default=16)
 INDEX_EF_CONSTRUCTION = env.int("INDEX_EF_CONSTRUCTION", default=200)
 # Query beam width: on random 384-d vectors 64 gave recall@10 0.90, 128 gave 0.98.
 INDEX_EF_SEARCH = env.int("INDEX_EF_SEARCH", default=128)
+CELERY_BEAT_SCHEDULE["sweep-stale-task-runs"] = {
+    "task": "registry.tasks.sweep_stale_runs",
+    "schedule": crontab(minute="*/15"),
+}
 CELERY_BEAT_SCHEDULE["rebuild-indexes"] = {
     "task": "recommender.tasks.rebuild_indexes",
     "schedule": crontab(minute=30),  # hourly, away from the nightly jobs' minutes

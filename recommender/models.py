@@ -17,6 +17,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from recommender.schema import LIFESTYLE_FIELDS
+
 DEFAULT_TENANT_SLUG = "default"
 
 
@@ -47,25 +49,8 @@ class ProfileStatus(models.TextChoices):
     ERASED = "erased"
 
 
-# The lifestyle attributes of the OkCupid codebook, as Profile columns and as the keys of the
-# API's `attributes` object. Height is in centimetres.
-LIFESTYLE_FIELDS: tuple[str, ...] = (
-    "body_type",
-    "diet",
-    "drinks",
-    "drugs",
-    "education",
-    "ethnicity",
-    "height",
-    "job",
-    "offspring",
-    "orientation",
-    "pets",
-    "religion",
-    "smokes",
-    "speaks",
-    "relationship_status",
-)
+# LIFESTYLE_FIELDS (recommender.schema) are both Profile columns and the keys of the API's
+# `attributes` object.
 
 MIN_AGE = 18
 MAX_AGE = 120

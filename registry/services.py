@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -626,10 +627,22 @@ def task_run_start(
     return run
 
 
+WORKER_LOST = "The worker running this job died (killed, out of memory or restarted); nothing was kept."
+
+
 def task_run_claim(*, run_id: Any, celery_task_id: str = "") -> TaskRun | None:
-    """Claim a queued run once (a redelivered message finds it claimed and does nothing)."""
+    """Claim a queued run once.
+
+    A message delivered again for a run that is still ``running`` under the same Celery task id
+    means the worker that ran it died (tasks are acknowledged late, so the broker hands the
+    message out again): the run and any version it left ``registering`` are marked failed, and
+    nothing runs twice. The previously active version keeps serving throughout.
+    """
     with transaction.atomic():
         run = TaskRun.objects.select_for_update().select_related("tenant").filter(pk=run_id).first()
+        if run is not None and run.status == TaskRunStatus.RUNNING and celery_task_id == run.celery_task_id:
+            task_run_abandon(run=run, error=WORKER_LOST)
+            return None
         if run is None or run.status != TaskRunStatus.QUEUED:
             return None
         run.status = TaskRunStatus.RUNNING
@@ -640,6 +653,29 @@ def task_run_claim(*, run_id: Any, celery_task_id: str = "") -> TaskRun | None:
             fields.append("celery_task_id")
         run.save(update_fields=fields)
     return run
+
+
+def task_run_abandon(*, run: TaskRun, error: str) -> None:
+    """Fail a run whose worker is gone, and every version it left half-registered."""
+    for version in ModelVersion.objects.filter(
+        status=VersionStatus.REGISTERING, created_by=f"task:{run.kind}:{run.pk}"
+    ):
+        model_version_fail(version=version, error=error)
+    task_run_finish(run=run, error=error)
+
+
+def task_runs_sweep_stale(*, older_than: timedelta) -> int:
+    """Fail runs still ``running`` (and versions still ``registering``) long after any task
+    could still be alive: the safety net for a worker lost without its message coming back."""
+    cutoff = timezone.now() - older_than
+    stale = 0
+    for run in TaskRun.objects.filter(status=TaskRunStatus.RUNNING, started_at__lt=cutoff):
+        task_run_abandon(run=run, error=WORKER_LOST)
+        stale += 1
+    for version in ModelVersion.objects.filter(status=VersionStatus.REGISTERING, created_at__lt=cutoff):
+        model_version_fail(version=version, error=WORKER_LOST)
+        stale += 1
+    return stale
 
 
 def task_run_progress(*, run: TaskRun, **progress: Any) -> None:

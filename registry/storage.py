@@ -253,7 +253,7 @@ class DjangoStorageArtifactStore(ArtifactStore):
 def _s3_storage() -> Storage:
     try:
         from storages.backends.s3 import S3Storage
-    except ImportError as exc:  # pragma: no cover - depends on the deployment's packages
+    except ImportError as exc:  # pragma: no cover - django-storages is pinned in requirements.txt
         raise ImproperlyConfigured("ARTIFACT_STORAGE=s3 needs django-storages[s3] (with boto3) installed.") from exc
     options: dict[str, object] = {
         "bucket_name": settings.ARTIFACT_S3_BUCKET,

@@ -21,9 +21,11 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from recommender.models import Tenant
 from registry.models import ModelVersion, TaskRun
@@ -33,6 +35,7 @@ from registry.services import (
     task_run_claim,
     task_run_finish,
     task_run_progress,
+    task_runs_sweep_stale,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,6 +113,12 @@ def execute_run(*, run_id: str, celery_task_id: str = "") -> str | None:
     return str(version.pk) if version is not None else None
 
 
-@shared_task(name="registry.tasks.run_job", bind=True)
+@shared_task(name="registry.tasks.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Any, run_id: str) -> str | None:
     return execute_run(run_id=run_id, celery_task_id=self.request.id or "")
+
+
+@shared_task(name="registry.tasks.sweep_stale_runs")
+def sweep_stale_runs() -> int:
+    """Periodic: fail runs and half-registered versions older than any task can live."""
+    return task_runs_sweep_stale(older_than=timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600))

@@ -6,18 +6,17 @@ barrier, so their transactions overlap as they would on two API workers.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from recommender.models import EloRating, Match, Profile, Swipe, Tenant
 from recommender.services.events import SwipeIn, swipe_batch_ingest
 from recommender.services.profiles import profile_create
+from tests.concurrency import run_together as run_jobs_together
 from tests.conftest import profile_data
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -26,23 +25,7 @@ T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def run_together(*jobs: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-
-    def worker(i: int, job: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[i] = job()
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = run_jobs_together(*jobs)
     errors = [r for r in results if isinstance(r, Exception)]
     assert not errors, errors
     return results

@@ -107,3 +107,17 @@ def test_command_errors_are_clear(db, args, kwargs, message):
 
     with pytest.raises(CommandError, match=message):
         call_command(*args, **kwargs)
+
+
+def test_health_reports_a_model_that_failed_to_load(db, monkeypatch):
+    from recommender.services import index
+
+    monkeypatch.setattr(
+        index,
+        "index_statuses",
+        lambda: {7: {"loaded": True, "version": "index-v2", "last_error": "index-v3: checksum mismatch"}},
+    )
+    body = APIClient().get("/api/v1/health").json()
+    assert body["status"] == "degraded"
+    assert "index-v3: checksum mismatch" in body["reason"]
+    assert body["models"]["index:tenant-7"]["version"] == "index-v2"

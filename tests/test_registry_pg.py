@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.db import connection
 
 from registry.models import AuditAction, AuditLog, ModelVersion, VersionStatus
 from registry.services import model_version_activate
+from tests.concurrency import run_together
 from tests.test_registry_support import artifacts, register
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 __all__ = ["artifacts"]
-
-
-def run_together(*jobs: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-
-    def worker(i: int, job: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[i] = job()
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def test_concurrent_activations_leave_exactly_one_active(tenant, artifacts, tmp_path):

@@ -26,26 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GENDERS: tuple[str, ...] = ("woman", "man", "nonbinary")
+from recommender.schema import GENDERS, LIFESTYLE_FIELDS
+
 GENDER_CODE: dict[str, int] = {g: i for i, g in enumerate(GENDERS)}
 
-ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "body_type",
-    "diet",
-    "drinks",
-    "drugs",
-    "education",
-    "ethnicity",
-    "height",
-    "job",
-    "offspring",
-    "orientation",
-    "pets",
-    "religion",
-    "smokes",
-    "speaks",
-    "relationship_status",
-)
+ATTRIBUTE_NAMES: tuple[str, ...] = LIFESTYLE_FIELDS
 ATTR_INDEX: dict[str, int] = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
 
 # Ordinal attributes with their OkCupid codebook scales, least to most. Two values

@@ -887,6 +887,13 @@ def index_status(tenant_id: int) -> dict[str, Any]:
     }
 
 
+def index_statuses() -> dict[int, dict[str, Any]]:
+    """``index_status`` of every tenant this process has touched, for the health endpoint."""
+    with _slots_lock:
+        tenant_ids = list(_slots)
+    return {tenant_id: index_status(tenant_id) for tenant_id in tenant_ids}
+
+
 def _last_error(tenant_id: int, slot: _Slot | None) -> str | None:
     errors: list[str | None] = []
     if slot is not None:

@@ -53,9 +53,9 @@ from typing import Any
 
 import numpy as np
 
+from recommender.schema import GENDERS, LIFESTYLE_FIELDS
 from recommender.simulation.okcupid import OkcRow, load_sample
 
-GENDERS: tuple[str, ...] = ("woman", "man", "nonbinary")
 NONBINARY_SHARE = 0.02
 MIN_AGE, MAX_AGE = 18, 120
 AGE_NOISE_SD = 1.5
@@ -131,23 +131,7 @@ _RELIGION_INTERESTS: dict[str, str] = {
 _HOBBY_SET = frozenset(HOBBIES)
 _PROGRAMMING_LANGUAGES = frozenset({"c++", "lisp"})
 
-ATTRIBUTE_KEYS: tuple[str, ...] = (
-    "body_type",
-    "diet",
-    "drinks",
-    "drugs",
-    "education",
-    "ethnicity",
-    "height",
-    "job",
-    "offspring",
-    "orientation",
-    "pets",
-    "religion",
-    "smokes",
-    "speaks",
-    "relationship_status",
-)
+ATTRIBUTE_KEYS: tuple[str, ...] = LIFESTYLE_FIELDS
 
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://patra.invalid/simulation/profile")
 
