@@ -321,7 +321,8 @@ SAFETY_CLASSIFY_MAX_TEXTS = env.int("SAFETY_CLASSIFY_MAX_TEXTS", default=64)
 SAFETY_CLASSIFY_MAX_CHARS = env.int("SAFETY_CLASSIFY_MAX_CHARS", default=5_000)
 # Local checkpoint used when the registry has no active "safety" version (written by train_safety).
 SAFETY_CHECKPOINT_DIR = Path(env.str("SAFETY_CHECKPOINT_DIR", default=str(ARTIFACT_ROOT / "safety" / "current")))
-SAFETY_DATA_ROOT = Path(env.str("SAFETY_DATA_ROOT", default="/work/shared/datasets"))
+# The public data sets live in the shared/ folder beside the checkout (see its README).
+SAFETY_DATA_ROOT = Path(env.str("SAFETY_DATA_ROOT", default=str(BASE_DIR.parent / "shared" / "datasets")))
 for _label in SAFETY_LABELS:
     _review, _hide = SAFETY_REVIEW_THRESHOLDS[_label], SAFETY_AUTOHIDE_THRESHOLDS[_label]
     if not (0.0 < _review < _hide < 1.0):

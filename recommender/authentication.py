@@ -34,6 +34,10 @@ class ApiClient:
         return self.profile is not None
 
     @property
+    def is_banned(self) -> bool:
+        return self.profile is not None and self.profile.status == ProfileStatus.BANNED
+
+    @property
     def ident(self) -> str:
         """A stable identity for throttling and logs (never the raw key)."""
         if self.service_key is not None:
@@ -69,7 +73,8 @@ def authenticate_key(raw: str) -> ApiClient:
         token = UserToken.objects.select_related("tenant", "profile").filter(key_hash=digest).first()
         if token is None or not token.is_valid_at(timezone.now()):
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked user token.")
-        if token.profile.status in (ProfileStatus.BANNED, ProfileStatus.ERASED):
+        if token.profile.status == ProfileStatus.ERASED:
             raise exceptions.AuthenticationFailed("This account can no longer use the API.")
+        # A banned user still authenticates, but permissions let them do one thing: appeal.
         return ApiClient(tenant=token.tenant, profile=token.profile)
     raise exceptions.AuthenticationFailed("Unknown key format.")

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from recommender.api.errors import PayloadTooLarge
 from recommender.authentication import ApiClient
 from recommender.models import Profile, ProfileStatus
-from recommender.permissions import IsServiceKey, IsUserToken
+from recommender.permissions import IsServiceKey, IsUserToken, IsUserTokenMayBeBanned
 from safety import serving
 from safety.models import ReportReason
 from safety.selectors import access_appealable_decision
@@ -88,7 +88,7 @@ class AppealSerializer(serializers.Serializer):
 
 
 class AppealView(APIView):
-    permission_classes = [IsUserToken]
+    permission_classes = [IsUserTokenMayBeBanned]  # a banned user must be able to appeal
 
     def post(self, request: Request) -> Response:
         ser = AppealSerializer(data=request.data)

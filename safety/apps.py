@@ -11,3 +11,4 @@ class SafetyConfig(AppConfig):
         from safety.services import enqueue_classification
 
         register_profile_hook(enqueue_classification)
+        import safety.jobs  # noqa: F401  (the admin-startable retraining job)

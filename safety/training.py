@@ -170,6 +170,7 @@ class TrainResult:
     version_label: str
     checkpoint_dir: Path
     data_ref: dict[str, Any] = field(default_factory=dict)
+    version_id: str | None = None  # the registered safety version, when registered
 
 
 def train_and_register(
@@ -226,7 +227,7 @@ def train_and_register(
         shutil.copytree(workdir / "checkpoint", tmp)
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
-        label = "local"
+        label, version_id = "local", None
         if register and tenant is not None:
             from registry.services import model_version_register
 
@@ -239,8 +240,8 @@ def train_and_register(
                 data_ref=data_ref,
                 created_by=created_by,
             )
-            label = version.label
+            label, version_id = version.label, str(version.pk)
         log(f"checkpoint written to {local}; version {label}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return TrainResult(heads, metrics, label, Path(settings.SAFETY_CHECKPOINT_DIR), data_ref)
+    return TrainResult(heads, metrics, label, Path(settings.SAFETY_CHECKPOINT_DIR), data_ref, version_id)

@@ -300,3 +300,19 @@ def test_bulk_decisions_skip_items_held_by_others(create, django_user_model) -> 
     assert QueueItem.objects.get(pk=held.pk).status == "open"
     hidden = Profile.objects.filter(pk__in=[p.pk for p in profiles], status="hidden").count()
     assert hidden == 2 and Decision.objects.filter(bulk=True, moderator=m1).count() == 2
+
+
+def test_a_banned_user_can_appeal_and_do_nothing_else(create, moderator, user_client_for) -> None:
+    p = create(bio="Find me on telegram")
+    client = user_client_for(p)
+    item = QueueItem.objects.get(profile=p)
+    ban = decision_record(item=item, user=moderator, action="ban", policy_label="spam_scam", rationale="scam")
+    p.refresh_from_db()
+    assert p.status == "banned"
+    for method, path in (("get", "/api/v1/me"), ("get", "/api/v1/feed"), ("post", "/api/v1/reports")):
+        response = getattr(client, method)(path, {}, format="json")
+        assert response.status_code == 403, path
+        assert "appeal" in response.json()["detail"]
+    r = client.post("/api/v1/appeals", {"decision_id": ban.pk, "text": "Telegram is my band's channel"}, format="json")
+    assert r.status_code == 201, r.content
+    assert QueueItem.objects.filter(queue=Queue.APPEALS, status=ItemStatus.OPEN).exists()

@@ -80,7 +80,9 @@ def _csv_text(rows: list[dict[str, str]]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=Path("/work/shared/datasets/okcupid"))
+    parser.add_argument(
+        "--source", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "okcupid"
+    )
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("recommender/demo/data/okcupid_sample.csv.gz"))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA_ROOT = Path("/work/shared/datasets")
+# The shared/ folder beside the checkout (read-only public data sets; see its README).
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 SMS_PATH = Path("sms_spam_collection/SMSSpamCollection")
 DAVIDSON_PATH = Path("davidson_hate_speech/labeled_data.csv")
 

@@ -11,7 +11,7 @@ from recommender.demo import make_sample
 from recommender.simulation import OkcRow, read_okcupid, sample_path
 from recommender.simulation.okcupid import clean_text, height_inches_to_cm, source_paths
 
-SOURCE = Path("/work/shared/datasets/okcupid")
+SOURCE = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "okcupid"  # beside the checkout
 needs_source = pytest.mark.skipif(
     not all(p.exists() for p in source_paths(SOURCE)), reason="shared OkCupid files not present"
 )

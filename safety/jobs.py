@@ -1,0 +1,24 @@
+"""The safety job ML admins start from the admin (registry "Start a job")."""
+
+from __future__ import annotations
+
+from registry.models import ModelVersion
+from registry.tasks import JobContext, register_job
+from safety.training import train_and_register
+
+
+@register_job(
+    "train_safety",
+    queue="training",
+    description="Retrain the safety heads on the public sets plus this tenant's moderator decisions",
+)
+def train_safety_job(ctx: JobContext) -> ModelVersion | None:
+    ctx.progress(stage="training")
+    result = train_and_register(
+        tenant=ctx.tenant,
+        include_decisions=bool(ctx.params.get("include_decisions", True)),
+        created_by=ctx.created_by,
+        progress=False,
+        log=lambda line: ctx.progress(last_log=line),
+    )
+    return ModelVersion.objects.filter(pk=result.version_id).first() if result.version_id else None
