@@ -17,8 +17,9 @@ echo "== migrations"
 env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" $PY manage.py makemigrations --check --dry-run
 
 echo "== tests, embedded mode (SQLite, local-memory cache, eager Celery)"
+# Tests that need PostgreSQL or Redis run in the real-mode run below, not here.
 env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" \
-  .venv/bin/pytest -n 2 -q "$@"
+  .venv/bin/pytest -n 2 -q -m "not postgres and not redis" "$@"
 
 DB_URL=${PATRA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/patra}
 CACHE_URL=${PATRA_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
@@ -28,6 +29,7 @@ if $PY scripts/services_up.py "$DB_URL" "$CACHE_URL"; then
   # Tasks that services enqueue run eagerly here (a test has no worker fleet); the broker and
   # worker path itself is tested by tests/test_celery_worker.py with a real worker process.
   DATABASE_URL="$DB_URL" REDIS_URL="$CACHE_URL" PATRA_REQUIRE_REAL_SERVICES=1 CELERY_TASK_ALWAYS_EAGER=true \
+    PATRA_VAR_DIR="$(mktemp -d)" \
     .venv/bin/pytest -n 2 -q --ignore=tests/unit "$@"
 elif [ "${PATRA_REQUIRE_REAL_SERVICES:-0}" = "1" ]; then
   echo "PostgreSQL or Redis is not reachable and PATRA_REQUIRE_REAL_SERVICES=1" >&2

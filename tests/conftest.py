@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-Tests marked ``postgres`` or ``redis`` need the real services (``DATABASE_URL``/``REDIS_URL``).
-Without them they skip, except when ``PATRA_REQUIRE_REAL_SERVICES=1`` (set by .ci/run for its
-real-service run): then a skip of that kind is an error, so CI can never go green by skipping.
+Tests marked ``postgres`` or ``redis`` need the real services (``DATABASE_URL``/``REDIS_URL``),
+and tests marked ``browser`` need Debian's Chromium. Without them they skip, except when
+``PATRA_REQUIRE_REAL_SERVICES=1`` (set by .ci/run): then a skip of that kind is an error, so CI
+can never go green by skipping.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ REQUIRE_REAL = os.environ.get("PATRA_REQUIRE_REAL_SERVICES") == "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    have = {"postgres": settings.USING_POSTGRES, "redis": bool(settings.REDIS_URL)}
+    from tests.browser import chromium_available
+
+    have = {"postgres": settings.USING_POSTGRES, "redis": bool(settings.REDIS_URL), "browser": chromium_available()}
     for item in items:
         for marker, available in have.items():
             if item.get_closest_marker(marker) and not available:
@@ -33,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                         f"{item.nodeid} needs {marker}, which is not configured, and "
                         "PATRA_REQUIRE_REAL_SERVICES=1 forbids skipping it."
                     )
-                item.add_marker(pytest.mark.skip(reason=f"needs {marker}; set {marker.upper()} URL to run"))
+                item.add_marker(pytest.mark.skip(reason=f"needs {marker}: see README, 'Two commands'"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,16 +6,14 @@ Needs the Debian packages chromium and chromium-driver (scripts/install_browser.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.models import AuditAction, AuditLog, VersionStatus
 from registry.selectors import active_version
+from tests.browser import chromium, chromium_available, screenshot
 from tests.test_registry_support import artifacts, make_ml_admin, register
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -23,50 +21,22 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs chromium; run scripts/install_browser.sh"
-    ),
+    pytest.mark.skipif(not chromium_available(), reason="needs chromium; run scripts/install_browser.sh"),
 ]
 __all__ = ["artifacts"]
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    profile = tempfile.mkdtemp(prefix="patra-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1100",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.implicitly_wait(2)
-    try:
+    with chromium(window="1400,1100") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(driver: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"registry-{name}.png"))
+    screenshot(driver, f"registry-{name}")
 
 
 def confirm_with_reason(driver: Any, reason: str, name: str) -> None:

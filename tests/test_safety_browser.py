@@ -4,11 +4,8 @@ test-artifacts/screenshots/safety-*.png."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from recommender.services.profiles import profiles_bulk_create
 from safety import serving
 from safety.models import Action, Decision, ItemStatus, Queue, QueueItem
 from safety.services import appeal_create, decision_record, profile_classify
+from tests.browser import chromium, chromium_available, screenshot
 from tests.conftest import profile_data
 from tests.test_safety_flow import make_moderator
 
@@ -28,50 +26,23 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 PASSWORD = "pw-Patra-2026!"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs chromium; run scripts/install_browser.sh"
-    ),
+    pytest.mark.skipif(not chromium_available(), reason="needs chromium; run scripts/install_browser.sh"),
 ]
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    profile = tempfile.mkdtemp(prefix="patra-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1300,1100",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.implicitly_wait(2)
-    try:
+    with chromium(window="1300,1100") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(driver: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"safety-{name}.png"))
+    screenshot(driver, f"safety-{name}")
 
 
 def flagged_profiles(tenant: Tenant, bios: list[str]) -> list[Profile]:
