@@ -24,19 +24,16 @@ from recommender.services.profiles import profile_create
 REQUIRE_REAL = os.environ.get("PATRA_REQUIRE_REAL_SERVICES") == "1"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Checked per test that actually runs (after -m deselection), not at collection time.
     from tests.browser import chromium_available
 
     have = {"postgres": settings.USING_POSTGRES, "redis": bool(settings.REDIS_URL), "browser": chromium_available()}
-    for item in items:
-        for marker, available in have.items():
-            if item.get_closest_marker(marker) and not available:
-                if REQUIRE_REAL:
-                    raise pytest.UsageError(
-                        f"{item.nodeid} needs {marker}, which is not configured, and "
-                        "PATRA_REQUIRE_REAL_SERVICES=1 forbids skipping it."
-                    )
-                item.add_marker(pytest.mark.skip(reason=f"needs {marker}: see README, 'Two commands'"))
+    for marker, available in have.items():
+        if item.get_closest_marker(marker) and not available:
+            if REQUIRE_REAL:
+                pytest.fail(f"needs {marker}, which is not available, and PATRA_REQUIRE_REAL_SERVICES=1 forbids a skip")
+            pytest.skip(f"needs {marker}: see README, 'Two commands'")
 
 
 @pytest.fixture(autouse=True, scope="session")
