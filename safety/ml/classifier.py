@@ -59,7 +59,10 @@ class SafetyClassifier:
             for label in TEXT_LABELS:
                 mine = [h for h in hits if h.label == label]
                 score = float(model_p[label][i]) if label in model_p else None
-                labels[label] = round(noisy_or(score, [h.weight for h in mine]), 6)
+                # With a trained head the rules were among its inputs; their fixed weights are scaled
+                # by what out-of-fold data showed they add on top (heads.Head.rule_scale).
+                scale = self.heads.heads[label].rule_scale if (self.heads and label in self.heads.heads) else 1.0
+                labels[label] = round(noisy_or(score, [scale * h.weight for h in mine]), 6)
                 tokens = self.heads.top_tokens(label, text) if (self.heads and score and score >= 0.5) else []
                 evidence[label] = {
                     "model_score": None if score is None else round(score, 6),

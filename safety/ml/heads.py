@@ -50,6 +50,10 @@ class Head:
     platt_b: float
     threshold: float
     info: dict[str, Any] = field(default_factory=dict)
+    # How much the fixed rule weights add on top of this head (0..1), chosen on out-of-fold
+    # predictions: the head already sees every rule as an input feature, so adding the rule
+    # weights again double-counts whatever the training data already taught it.
+    rule_scale: float = 1.0
 
 
 @dataclass
@@ -100,6 +104,7 @@ class TextHeads:
                 "platt_a": h.platt_a,
                 "platt_b": h.platt_b,
                 "threshold": h.threshold,
+                "rule_scale": h.rule_scale,
                 "info": h.info,
             }
         np.savez_compressed(directory / "heads.npz", **arrays)
@@ -125,6 +130,7 @@ class TextHeads:
                     platt_b=float(cfg["platt_b"]),
                     threshold=float(cfg["threshold"]),
                     info=cfg.get("info", {}),
+                    rule_scale=float(cfg.get("rule_scale", 1.0)),
                 )
                 for label, cfg in config["heads"].items()
             }
@@ -194,7 +200,10 @@ def train_head(
     platt = LogisticRegression(C=1e6, solver="lbfgs")
     platt.fit(oof.reshape(-1, 1), y, sample_weight=w)
     a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    threshold = _best_f1_threshold(y, _sigmoid(a * oof + b))
+    oof_p = _sigmoid(a * oof + b)
+    threshold = _best_f1_threshold(y, oof_p)
+    rule_scale = _best_rule_scale(label, data.texts, y, oof_p, threshold)
+    log(f"  {label}: rule scale {rule_scale:g} on top of the head (chosen out of fold)")
     model = LogisticRegression(C=C, solver="liblinear", max_iter=2000)
     model.fit(X, y, sample_weight=w)
     coef = model.coef_[0]
@@ -210,7 +219,29 @@ def train_head(
         platt_b=b,
         threshold=threshold,
         info={"C": C, "rows": len(y), "positives": int(y.sum()), "source": data.source},
+        rule_scale=rule_scale,
     )
+
+
+RULE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _best_rule_scale(label: str, texts: Sequence[str], y: np.ndarray, p: np.ndarray, threshold: float) -> float:
+    """The rule scale whose combined score (``noisy_or(p, scale * weights)``) has the best F1 at
+    the head's threshold on out-of-fold predictions; ties go to the larger scale, so rules keep
+    their say unless the data shows they only add false positives."""
+    from safety.ml.rules import find_rules, noisy_or
+
+    weights = [[h.weight for h in find_rules(t) if h.label == label] for t in texts]
+    best_scale, best_f1 = 1.0, -1.0
+    for scale in sorted(RULE_SCALES, reverse=True):
+        combined = np.array([noisy_or(float(pi), [scale * w for w in ws]) for pi, ws in zip(p, weights, strict=True)])
+        predicted = combined >= threshold
+        tp = float(np.sum(predicted & (y == 1)))
+        f1 = 2 * tp / max(float(predicted.sum() + (y == 1).sum()), 1.0)
+        if f1 > best_f1 + 1e-9:
+            best_scale, best_f1 = scale, f1
+    return best_scale
 
 
 def train_heads(

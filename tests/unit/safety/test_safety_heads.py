@@ -94,3 +94,18 @@ def test_checkpoint_with_other_features_is_refused(trained, tmp_path: Path) -> N
     (bad / "heads.npz").write_bytes((path / "heads.npz").read_bytes())
     with pytest.raises(ValueError, match="other features"):
         TextHeads.load(bad)
+
+
+def test_rule_scale_follows_out_of_fold_evidence() -> None:
+    from safety.ml.heads import _best_rule_scale
+
+    texts = ["call +1 415 555 0199 now", "my number is +1 415 555 0123", "hello there", "see you soon"]
+    # The head alone is already right: the phone rule's full weight (0.6) would push the ham text
+    # with a phone number over the threshold, so the rules keep only the largest say that does
+    # not (0.5: noisy_or(0.2, 0.3) = 0.44 < 0.5; 0.75 gives 0.56).
+    y = np.array([1, 0, 0, 0])
+    p = np.array([0.9, 0.2, 0.05, 0.05])
+    assert _best_rule_scale("spam_scam", texts, y, p, threshold=0.5) == 0.5
+    # The head misses a spam text that the rule catches: the rules keep their full weight.
+    y = np.array([1, 1, 0, 0])
+    assert _best_rule_scale("spam_scam", texts, y, p, threshold=0.5) == 1.0
