@@ -38,7 +38,7 @@ from recommender.models import (
     UserToken,
 )
 from recommender.services.credentials import service_key_revoke
-from recommender.services.profiles import profile_set_status, profile_update
+from recommender.services.profiles import PROFILE_PLAIN_FIELDS, profile_set_status, profile_update
 
 admin.site.site_header = "Patra administration"
 admin.site.site_title = "Patra admin"
@@ -142,23 +142,6 @@ def _flatten_errors(errors: Any) -> list[str]:
     return [str(errors)]
 
 
-# What the API lets a service change (plus the lifestyle attributes); same names as the serializer.
-PROFILE_EDITABLE_FIELDS = (
-    "status",
-    "age",
-    "gender",
-    "seeking",
-    "age_min",
-    "age_max",
-    "max_distance_km",
-    "lat",
-    "lon",
-    "bio",
-    "prompts",
-    "interests",
-)
-
-
 class ProfileAdminForm(forms.ModelForm):
     """Edits are checked by the API's ProfileSerializer, so the admin cannot store what the API
     would refuse (a malformed prompt list, an unknown gender, or the status "erased", which only
@@ -167,7 +150,7 @@ class ProfileAdminForm(forms.ModelForm):
     class Meta:
         model = Profile
         # The ModelAdmin narrows this to its fieldsets minus the read-only fields.
-        fields = (*PROFILE_EDITABLE_FIELDS, *LIFESTYLE_FIELDS)
+        fields = (*PROFILE_PLAIN_FIELDS, *LIFESTYLE_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

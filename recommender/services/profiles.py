@@ -17,8 +17,9 @@ from recommender.models import LIFESTYLE_FIELDS, Profile, ProfileStatus, Tenant,
 from recommender.services.credentials import user_tokens_revoke
 from recommender.services.hooks import on_profile_changed
 
-# Top-level API fields that map one-to-one onto model columns.
-_PLAIN_FIELDS = (
+# Top-level API fields that map one-to-one onto model columns (the admin's profile form edits
+# the same set, plus the lifestyle attributes).
+PROFILE_PLAIN_FIELDS: tuple[str, ...] = (
     "age",
     "gender",
     "seeking",
@@ -38,7 +39,7 @@ def _apply(profile: Profile, data: Mapping[str, Any]) -> list[str]:
     if data.get("status") == ProfileStatus.ERASED:
         raise ValueError("status 'erased' is set only by profile_erase, which also wipes the personal fields")
     changed: list[str] = []
-    for name in _PLAIN_FIELDS:
+    for name in PROFILE_PLAIN_FIELDS:
         if name in data:
             setattr(profile, name, data[name])
             changed.append(name)
