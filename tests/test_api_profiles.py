@@ -256,3 +256,11 @@ def test_status_erased_only_through_erasure(make_profile):
         profile_set_status(profile=profile, status="erased")
     profile.refresh_from_db()
     assert profile.status == "active"
+
+
+@pytest.mark.parametrize("path", ["/internal/v1/profiles/not-a-uuid", "/api/v1/nope", "/internal/v1/users/42/tokens"])
+def test_unknown_api_paths_answer_json_404(service_client, path):
+    response = service_client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert path in response.json()["detail"]
