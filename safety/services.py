@@ -299,6 +299,12 @@ def _close(item: QueueItem, now: datetime) -> None:
     item.save(update_fields=["status", "decided_at", "claimed_by", "claim_expires_at"])
 
 
+def _check_not_held_by_another(item: QueueItem, user: Any, now: datetime, what: str) -> None:
+    """One rule for decisions and appeals: an unexpired claim by someone else blocks the decision."""
+    if item.claimed_by_id not in (None, user.pk) and item.claim_expires_at and item.claim_expires_at > now:
+        raise SafetyError(f"Another moderator holds this {what}.")
+
+
 def decision_record(
     *, item: QueueItem, user: Any, action: str, policy_label: str, rationale: str, bulk: bool = False
 ) -> Decision:
@@ -313,8 +319,7 @@ def decision_record(
             raise SafetyError("Appeals are accepted or rejected, not decided like this.")
         if item.status != ItemStatus.OPEN:
             raise SafetyError("This item was already decided.")
-        if item.claimed_by_id not in (None, user.pk) and item.claim_expires_at and item.claim_expires_at > now:
-            raise SafetyError("Another moderator holds this item.")
+        _check_not_held_by_another(item, user, now, "item")
         profile = Profile.objects.select_for_update().get(pk=item.profile_id)
         before = profile.status
         if profile.status == ProfileStatus.ERASED:
@@ -428,8 +433,7 @@ def appeal_resolve(*, item: QueueItem, user: Any, accept: bool, policy_label: st
             raise SafetyError("Not an appeal.")
         if item.status != ItemStatus.OPEN:
             raise SafetyError("This appeal was already resolved.")
-        if item.claimed_by_id not in (None, user.pk) and item.claim_expires_at and item.claim_expires_at > now:
-            raise SafetyError("Another moderator holds this appeal.")
+        _check_not_held_by_another(item, user, now, "appeal")
         appeal = item.appeal
         appealed = Decision.objects.select_for_update().get(pk=appeal.decision_id)
         profile = Profile.objects.select_for_update().get(pk=appeal.profile_id)
