@@ -194,6 +194,10 @@ ML_SELECTIVITY_WEIGHT = env.float("ML_SELECTIVITY_WEIGHT", default=1.0)
 ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
 ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
 ELO_K = env.float("ELO_K", default=32.0)
+# How often a serving process applies profile changes (and Elo/like-rate changes) to its
+# in-memory candidate store: the delay before a change shows in feeds served by that process.
+FEED_STORE_REFRESH_SECONDS = env.float("FEED_STORE_REFRESH_SECONDS", default=2.0)
+FEED_ELO_REFRESH_SECONDS = env.float("FEED_ELO_REFRESH_SECONDS", default=10.0)
 EMBEDDING_CACHE_TTL = env.int("EMBEDDING_CACHE_TTL", default=3600)
 
 # Event weights for collaborative models: a pass is negative evidence.

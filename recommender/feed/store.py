@@ -76,7 +76,7 @@ _FETCH_CHUNK = 20_000
 
 
 def refresh_seconds() -> float:
-    return float(getattr(settings, "FEED_STORE_REFRESH_SECONDS", 2.0))
+    return settings.FEED_STORE_REFRESH_SECONDS
 
 
 _ELO_FIELDS = ("profile_id", "rating", "swipes_given", "likes_given")
@@ -93,7 +93,7 @@ def smoothed_like_rate(likes: np.ndarray, swipes: np.ndarray) -> np.ndarray:
 
 
 def elo_refresh_seconds() -> float:
-    return float(getattr(settings, "FEED_ELO_REFRESH_SECONDS", 10.0))
+    return settings.FEED_ELO_REFRESH_SECONDS
 
 
 @dataclass(frozen=True)
