@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from tqdm import tqdm
 
 from recommender.models import Impression, Match, Profile, Swipe, Tenant
 
@@ -72,8 +73,11 @@ def _write(
     schema: pa.Schema,
     rows: Iterator[tuple[Any, ...]],
     convert: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+    total: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Stream ``rows`` into one Parquet file in chunks, so memory stays bounded by CHUNK_ROWS."""
+    rows = tqdm(rows, total=total, desc=path.stem, unit="row", disable=not progress)
     count, first, last = 0, None, None
     buffer: list[tuple[Any, ...]] = []
     with pq.ParquetWriter(path, schema) as writer:
@@ -102,7 +106,9 @@ def _write(
     }
 
 
-def events_extract(*, output_dir: Path | str, start_date: datetime, tenant: Tenant | None = None) -> dict[str, Any]:
+def events_extract(
+    *, output_dir: Path | str, start_date: datetime, tenant: Tenant | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Write swipes/impressions/matches since ``start_date`` (all tenants unless ``tenant``)
     to ``output_dir`` as Parquet plus ``manifest.json``; returns the manifest."""
     output = Path(output_dir)
@@ -129,6 +135,8 @@ def events_extract(*, output_dir: Path | str, start_date: datetime, tenant: Tena
                 CHUNK_ROWS
             ),
             lambda r: (slugs[r[0]], pseudonym[r[1]], pseudonym[r[2]], r[3], r[4], r[5]),
+            total=swipes.count() if progress else None,
+            progress=progress,
         ),
         "impressions": _write(
             output / "impressions.parquet",
@@ -137,6 +145,8 @@ def events_extract(*, output_dir: Path | str, start_date: datetime, tenant: Tena
                 "tenant_id", "user_id", "candidate_id", "position", "model_version", "experiment_arm", "occurred_at"
             ).iterator(CHUNK_ROWS),
             lambda r: (slugs[r[0]], pseudonym[r[1]], pseudonym[r[2]], r[3], r[4], r[5], r[6]),
+            total=impressions.count() if progress else None,
+            progress=progress,
         ),
         "matches": _write(
             output / "matches.parquet",
@@ -145,6 +155,8 @@ def events_extract(*, output_dir: Path | str, start_date: datetime, tenant: Tena
                 CHUNK_ROWS
             ),
             lambda r: (slugs[r[0]], pseudonym[r[1]], pseudonym[r[2]], r[3], r[4]),
+            total=matches.count() if progress else None,
+            progress=progress,
         ),
     }
     starts = [t["min_occurred_at"] for t in tables.values() if t["min_occurred_at"]]

@@ -34,7 +34,9 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug=opts["tenant"]).first()
             if tenant is None:
                 raise CommandError(f"No tenant {opts['tenant']!r}.")
-        manifest = events_extract(output_dir=opts["output"], start_date=start, tenant=tenant)
+        manifest = events_extract(
+            output_dir=opts["output"], start_date=start, tenant=tenant, progress=opts["verbosity"] > 0
+        )
         counts = ", ".join(f"{name} {t['rows']:,}" for name, t in manifest["tables"].items())
         self.stdout.write(self.style.SUCCESS(f"Exported {counts} to {opts['output']}."))
         if opts["verbosity"] > 1:
