@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -121,3 +121,22 @@ def user_client_for() -> Callable[[Profile], APIClient]:
         return bearer_client(user_token_issue(profile=profile).raw)
 
     return make
+
+
+@pytest.fixture
+def isolated_ml_state(settings: Any, tmp_path: Any) -> Iterator[None]:
+    """Artifacts in the test's own folder, deltas applied on every call, and no process-local
+    feed store or serving index carried over: those cache a database each test rolls back."""
+    from recommender.services.feed import feed_reset_for_tests
+    from recommender.services.index import index_reset_for_tests
+
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"  # index builds are registry artifacts
+    settings.FEED_STORE_REFRESH_SECONDS = 0
+    settings.INDEX_REFRESH_SECONDS = 0
+    settings.REGISTRY_REFRESH_SECONDS = 0
+    feed_reset_for_tests()
+    index_reset_for_tests()
+    yield
+    feed_reset_for_tests()
+    index_reset_for_tests()

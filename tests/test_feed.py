@@ -25,9 +25,8 @@ from recommender.services.feed import (
     FeedResult,
     excluded_profile_ids,
     feed_for,
-    feed_reset_for_tests,
 )
-from recommender.services.index import index_build, index_reset_for_tests
+from recommender.services.index import index_build
 from recommender.services.profiles import profile_erase, profile_set_status
 
 SF = (37.7749, -122.4194)
@@ -51,17 +50,8 @@ COMPONENTS = {
 
 
 @pytest.fixture(autouse=True)
-def _fresh_feed_state(settings: Any, tmp_path: Any) -> Any:
-    # Stores and indexes are process-local caches of a database each test rolls back.
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"  # index builds are registry artifacts
-    settings.FEED_STORE_REFRESH_SECONDS = 0
-    settings.INDEX_REFRESH_SECONDS = 0
-    feed_reset_for_tests()
-    index_reset_for_tests()
-    yield
-    feed_reset_for_tests()
-    index_reset_for_tests()
+def _fresh_feed_state(isolated_ml_state: None) -> None:
+    """Every test here starts from empty in-process feed and index state (see conftest)."""
 
 
 @pytest.fixture

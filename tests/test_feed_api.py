@@ -13,8 +13,6 @@ from patra.urls import urlpatterns as project_urlpatterns
 from recommender.api import feed_urls
 from recommender.models import Impression, Profile, Tenant
 from recommender.services.credentials import service_key_create
-from recommender.services.feed import feed_reset_for_tests
-from recommender.services.index import index_reset_for_tests
 from tests.conftest import bearer_client
 
 # The project's routes plus the feed's, as patra/urls.py includes them; this module is the test
@@ -32,14 +30,8 @@ SF = (37.7749, -122.4194)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_feed_state(settings: Any, tmp_path: Any) -> Any:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.FEED_STORE_REFRESH_SECONDS = 0
-    feed_reset_for_tests()
-    index_reset_for_tests()
-    yield
-    feed_reset_for_tests()
-    index_reset_for_tests()
+def _fresh_feed_state(isolated_ml_state: None) -> None:
+    """Every test here starts from empty in-process feed and index state (see conftest)."""
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import pytest
 from django.core.management import call_command
 
 from recommender.models import Profile, ProfileStatus, Swipe, Tenant
-from recommender.services.feed import FeedResult, feed_for, feed_reset_for_tests
-from recommender.services.index import index_build, index_reset_for_tests
+from recommender.services.feed import FeedResult, feed_for
+from recommender.services.index import index_build
 from recommender.services.profiles import profile_set_status
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -27,14 +26,8 @@ EARTH_RADIUS_KM = 6371.0088
 
 
 @pytest.fixture(autouse=True)
-def _fresh_feed_state(settings: Any, tmp_path: Any) -> Any:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.FEED_STORE_REFRESH_SECONDS = 0
-    feed_reset_for_tests()
-    index_reset_for_tests()
-    yield
-    feed_reset_for_tests()
-    index_reset_for_tests()
+def _fresh_feed_state(isolated_ml_state: None) -> None:
+    """Every test here starts from empty in-process feed and index state (see conftest)."""
 
 
 @pytest.fixture

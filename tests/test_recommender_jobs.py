@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from recommender.services.feed import feed_reset_for_tests
-from recommender.services.index import index_reset_for_tests, serving_index
+from recommender.services.index import serving_index
 from registry.models import TaskRun
 from registry.services import task_run_start
 from registry.tasks import JOBS
@@ -16,16 +13,8 @@ pytestmark = pytest.mark.slow  # embeds a few bios with the real MiniLM model
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any, tmp_path: Any) -> Any:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.ARTIFACT_CACHE_DIR = tmp_path / "cache"
-    settings.INDEX_REFRESH_SECONDS = 0
-    settings.REGISTRY_REFRESH_SECONDS = 0
-    index_reset_for_tests()
-    feed_reset_for_tests()
-    yield
-    index_reset_for_tests()
-    feed_reset_for_tests()
+def _isolated(isolated_ml_state: None) -> None:
+    """Empty in-process feed and index state, artifacts in the test's folder (see conftest)."""
 
 
 def test_jobs_are_registered_on_their_queues():

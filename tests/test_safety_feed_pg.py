@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from recommender.models import Profile
-from recommender.services.feed import feed_for, feed_reset_for_tests
-from recommender.services.index import index_build, index_reset_for_tests, serving_index
+from recommender.services.feed import feed_for
+from recommender.services.index import index_build, serving_index
 from safety import serving
 from safety.models import ItemStatus, QueueItem
 from safety.services import decision_record, report_create
@@ -24,17 +24,11 @@ SF = (37.7749, -122.4194)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any, tmp_path: Path) -> Iterator[None]:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.ARTIFACT_CACHE_DIR = tmp_path / "cache"
+def _isolated(isolated_ml_state: None, settings: Any, tmp_path: Path) -> Iterator[None]:
     settings.SAFETY_CHECKPOINT_DIR = tmp_path / "no-checkpoint"  # the documented rules only
-    settings.INDEX_REFRESH_SECONDS = 0
-    settings.FEED_STORE_REFRESH_SECONDS = 0
-    for reset in (index_reset_for_tests, feed_reset_for_tests, serving.reset_for_tests):
-        reset()
+    serving.reset_for_tests()
     yield
-    for reset in (index_reset_for_tests, feed_reset_for_tests, serving.reset_for_tests):
-        reset()
+    serving.reset_for_tests()
 
 
 def in_index(tenant_id: int, profile: Profile) -> bool:
