@@ -41,6 +41,10 @@ this population, history and seed):
     would take days. They are stored under the configured model name and the real text hash,
     so ``index_build`` takes them as current and does not re-embed.
 
+``--embeddings synthetic`` uses the same synthetic vectors for an OkCupid population (encoding
+the 59,946 full-population bios takes 10 minutes on a quiet machine and an hour on a busy one);
+the vectors only change which neighbours the index returns, not the work a feed does.
+
 Isolation: the benchmark uses its own database ``patra_bench_feed_<population>`` (PostgreSQL
 unless ``--embedded``), Redis database and ``var/bench/...`` folder; see bench/common.py.
 """
@@ -105,6 +109,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=20, help="items per feed")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--loader", choices=("auto", "orm", "copy"), default="auto", help="how profiles are written")
+    parser.add_argument(
+        "--embeddings",
+        choices=("auto", "minilm", "synthetic"),
+        default="auto",
+        help="auto: MiniLM for the OkCupid populations, synthetic topic vectors for the synthetic one",
+    )
     parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
     parser.add_argument("--prepare-only", action="store_true", help="prepare the database, measure nothing")
     parser.add_argument("--prefill-cache", action="store_true", help="cache every embedding before measuring")
@@ -151,7 +161,17 @@ def source_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
 def manifest(args: argparse.Namespace) -> str:
     """What a prepared database holds; --reuse accepts only an exact match."""
     size = f" size={args.size}" if args.population == "synthetic" else ""
-    return f"feed_latency v{PREPARE_VERSION} population={args.population}{size} swipes={args.swipes} seed={args.seed}"
+    vectors = "" if embeddings_method(args) == "minilm" else " embeddings=synthetic"
+    return (
+        f"feed_latency v{PREPARE_VERSION} population={args.population}{size} swipes={args.swipes} "
+        f"seed={args.seed}{vectors}"
+    )
+
+
+def embeddings_method(args: argparse.Namespace) -> str:
+    if args.embeddings != "auto":
+        return str(args.embeddings)
+    return "synthetic" if args.population == "synthetic" else "minilm"
 
 
 # --- Writing rows fast ------------------------------------------------------------------------
@@ -523,7 +543,9 @@ def prepare(env: BenchEnv, args: argparse.Namespace, phases: Phases) -> tuple[An
             elo_rebuild(tenant=tenant, progress=True)
     with phases("embeddings"):
         embeddings = (
-            copy_embeddings(tenant, population, pks, stamps, args.seed) if synthetic else minilm_embeddings(pks)
+            copy_embeddings(tenant, population, pks, stamps, args.seed)
+            if embeddings_method(args) == "synthetic"
+            else minilm_embeddings(pks)
         )
     with phases("index build"):
         built = index_build(tenant=tenant, progress=True)

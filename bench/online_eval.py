@@ -68,11 +68,19 @@ from bench.common import (
 )
 
 POPULATIONS: tuple[str, ...] = ("okcupid-sample", "okcupid-full")
-VARIANTS: tuple[str, ...] = ("reciprocal", "one_way", "popularity", "random")
+# bench variant -> (feed variant, use the active collaborative model)
+FEEDS: dict[str, tuple[str, bool]] = {
+    "reciprocal": ("reciprocal", True),
+    "reciprocal_no_cf": ("reciprocal", False),
+    "one_way": ("one_way", True),
+    "popularity": ("popularity", True),
+    "random": ("random", True),
+}
+VARIANTS: tuple[str, ...] = tuple(FEEDS)
 DEFAULT_OKCUPID_DIR = REPO_DIR.parent / "shared" / "datasets" / "okcupid"
 HISTORY_DAYS = 30
 ORM_CHUNK = 20_000
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: a collaborative model (lmf) is trained on the warm-up history
 TARGET_RATIO_VS_RANDOM = 3.0
 
 
@@ -80,7 +88,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.online_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--population", choices=POPULATIONS, default="okcupid-sample")
     parser.add_argument("--okcupid-dir", type=Path, default=DEFAULT_OKCUPID_DIR, help="the authors' OkCupid files")
-    parser.add_argument("--warmup-swipes", type=int, default=20_000, help="naive-feed history before evaluating")
+    parser.add_argument(
+        "--warmup-swipes", type=int, default=100_000, help="naive-feed history before evaluating (as load_demo)"
+    )
+    parser.add_argument("--cf-model", default="lmf", help="collaborative model trained on the warm-up history")
+    parser.add_argument(
+        "--retrain-cf", action="store_true", help="with --reuse: train and activate a new collaborative version first"
+    )
     parser.add_argument("--users", type=int, default=500, help="simulated users evaluated")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=10, help="items per feed")
@@ -95,7 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def manifest(args: argparse.Namespace) -> str:
     return (
         f"online_eval v{PREPARE_VERSION} population={args.population} "
-        f"warmup_swipes={args.warmup_swipes} seed={args.seed}"
+        f"warmup_swipes={args.warmup_swipes} seed={args.seed} cf={args.cf_model}"
     )
 
 
@@ -143,9 +157,36 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
         embeddings_upsert(profile_ids=pks, progress=cumulative_progress(bar))
     with phases("index build"):
         index_build(tenant=tenant, progress=True)
+    with phases("collaborative model"):
+        train_collaborative(tenant, args.cf_model, env.var_dir)
     mark_prepared(tenant, manifest(args))
     assert Profile.objects.filter(tenant=tenant).count() == len(population)
     return tenant
+
+
+def train_collaborative(tenant: Any, model: str, var_dir: Path) -> None:
+    """The production pipeline on the warm-up history: export, time-ordered split, train,
+    register (the tenant's first collaborative version is activated on registration)."""
+    from datetime import UTC, datetime
+
+    from recommender.training.datasets import datasets_build
+    from recommender.training.extract import events_extract
+    from recommender.training.train import collaborative_train
+
+    events, splits = var_dir / "cf-events", var_dir / "cf-splits"
+    for folder in (events, splits):
+        shutil.rmtree(folder, ignore_errors=True)
+    events_extract(output_dir=events, start_date=datetime(1970, 1, 1, tzinfo=UTC), tenant=tenant)
+    datasets_build(input_dir=events, output_dir=splits, ratios=(0.8, 0.1, 0.1))
+    from registry.models import ModelVersion
+    from registry.services import model_version_activate
+
+    result = collaborative_train(model=model, data_dir=splits, tenant_slug=tenant.slug, progress=True, refit_all=True)
+    version = ModelVersion.objects.get(pk=result.version_id)
+    if version.status != "active":  # the tenant's first version is activated on registration
+        model_version_activate(version=version, actor="system:bench", reason="online_eval --retrain-cf")
+    metric = result.metrics["validation_metric"]
+    print(f"-- collaborative {model}: val {metric} {result.metrics[f'val_{metric}']:.4f}, version {result.version_id}")
 
 
 def profiles_in_order(tenant: Any, population: Sequence[Any]) -> list[Any]:
@@ -162,6 +203,9 @@ def open_or_prepare(env: BenchEnv, args: argparse.Namespace, population: Sequenc
         tenant = prepared_tenant(manifest(args))
         if tenant is not None:
             print(f"-- reusing the prepared database {env.db_name}")
+            if args.retrain_cf:
+                with phases("collaborative model"):
+                    train_collaborative(tenant, args.cf_model, env.var_dir)
             return tenant, True
         from django.db import connections
 
@@ -244,9 +288,13 @@ def evaluate_variant(
     from tqdm import tqdm
 
     from recommender.models import Profile
+    from recommender.services.collaborative import collaborative_wait
     from recommender.services.events import SwipeIn, swipe_batch_ingest
     from recommender.services.feed import feed_for
 
+    feed_variant, use_cf = FEEDS[variant]
+    if use_cf:
+        collaborative_wait(tenant.pk)  # serve the model from the first request, as a warmed-up server would
     by_external = {str(p.external_id): p for p in Profile.objects.filter(tenant=tenant)}
     population = simulator.population
     profiles = [by_external[population[u].external_id] for u in users]
@@ -257,7 +305,14 @@ def evaluate_variant(
         round_matches = 0
         for k in tqdm(range(n), desc=f"{variant} round {round_no + 1}/{args.rounds}", unit="user", leave=False):
             u, user = users[k], profiles[k]
-            result = feed_for(tenant=tenant, user=user, count=args.count, variant=variant, log_impressions=True)
+            result = feed_for(
+                tenant=tenant,
+                user=user,
+                count=args.count,
+                variant=feed_variant,
+                log_impressions=True,
+                use_collaborative=use_cf,
+            )
             key = result.fallback or "none"
             counts.fallbacks[key] = counts.fallbacks.get(key, 0) + 1
             if len(result.items) < args.count:
@@ -314,7 +369,7 @@ def bootstrap(results: dict[str, VariantCounts], resamples: int, seed: int) -> d
         variant: {metric: _ci(values) for metric, values in by_metric.items()} for variant, by_metric in rates.items()
     }
     if "reciprocal" in rates:
-        for other in ("random", "one_way", "popularity"):
+        for other in ("random", "one_way", "popularity", "reciprocal_no_cf"):
             if other in rates:
                 ratio = rates["reciprocal"]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
                 out[f"match_ratio_reciprocal_over_{other}"] = _ci(ratio)
@@ -370,7 +425,7 @@ def report(payload: dict[str, Any]) -> None:
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
     base = summary.get("reciprocal", {}).get("matches_per_100")
-    for other in ("random", "one_way", "popularity"):
+    for other in ("random", "one_way", "popularity", "reciprocal_no_cf"):
         if base is not None and other in summary:
             out[f"reciprocal_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
     return out

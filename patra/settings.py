@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc files served from here, never from a CDN
     "recommender",
     "safety",
     "registry",
@@ -191,6 +193,12 @@ ML_ELO_WEIGHT = env.float("ML_ELO_WEIGHT", default=0.15)
 ML_INTERACTION_WEIGHT = env.float("ML_INTERACTION_WEIGHT", default=0.15)
 # Exponent on a candidate's relative like rate in P(candidate likes user); 0 turns it off.
 ML_SELECTIVITY_WEIGHT = env.float("ML_SELECTIVITY_WEIGHT", default=1.0)
+# Weight of the active collaborative model's log-odds against the signals above (summing to 1 by
+# default) in each direction's pool; 0 ignores the model (recommender/feed/scoring.py).
+ML_COLLABORATIVE_WEIGHT = env.float("ML_COLLABORATIVE_WEIGHT", default=2.0)
+# Profiles the collaborative model proposes as candidates per feed request (by its reciprocal
+# score over the whole catalogue; the hard filters then drop the ineligible ones).
+ML_COLLABORATIVE_CANDIDATES = env.int("ML_COLLABORATIVE_CANDIDATES", default=1000)
 ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
 ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
 ELO_K = env.float("ELO_K", default=32.0)
@@ -218,6 +226,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "recommender.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # OpenAPI 3 schema of every view (GET /api/schema/); see recommender/api/schema.py.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Burst and sustained limits per credential (service key or user token), counted in the
+    # Django cache (Redis in real mode); rates are set in the "ML API" block at the end.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "recommender.api.throttling.CredentialBurstThrottle",
+        "recommender.api.throttling.CredentialSustainedThrottle",
+    ],
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
@@ -343,3 +359,105 @@ CELERY_BEAT_SCHEDULE["safety-reclassify-stale"] = {
     "task": "safety.tasks.classify_unscored",
     "schedule": crontab(minute=45),  # hourly: profiles whose on-commit task was lost get scored
 }
+
+# --- Data guardrails and security hardening (issue 9) -----------------------------------------
+# Raw events (impressions, swipes) older than this many days are deleted nightly by the beat
+# task prune_expired_events, in batches of EVENT_RETENTION_BATCH rows; matches and the Elo
+# aggregates are kept (recommender/services/retention.py says what and why).
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
+EVENT_RETENTION_BATCH = env.int("EVENT_RETENTION_BATCH", default=10_000)
+if EVENT_RETENTION_DAYS < 1 or EVENT_RETENTION_BATCH < 1:
+    raise ImproperlyConfigured("EVENT_RETENTION_DAYS and EVENT_RETENTION_BATCH must be at least 1.")
+# Share of users whose non-essential analytics (impressions tagged with neither a model version
+# nor an experiment arm) are stored; a deterministic keyed-hash panel, 0 keeps none, 1 keeps all.
+ANALYTICS_SAMPLE_RATE = env.float("ANALYTICS_SAMPLE_RATE", default=0.1)
+if not 0.0 <= ANALYTICS_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("ANALYTICS_SAMPLE_RATE must be between 0 and 1.")
+CELERY_BEAT_SCHEDULE["prune-expired-events"] = {
+    "task": "recommender.tasks.prune_expired_events",
+    "schedule": crontab(hour=2, minute=40),  # nightly, before the Elo rebuild at 03:15
+}
+
+# Cookies of the admin and the moderation console: not readable by scripts, not sent on
+# cross-site sub-requests, and a staff session ends after SESSION_COOKIE_AGE (default 12 h).
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if IS_PRODUCTION:
+    # HSTS on by default in production (one year); SECURE_HSTS_SECONDS=0 turns it off.
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = False
+# --- end of issue 9 block ---------------------------------------------------------------------
+
+# --- ML API (recommender/api/ml.py; docs/api.md, docs/operations.md) ---
+# Batch limits: more items than allowed answers 413, a longer text 400, each naming the limit.
+ML_BATCH_MAX_ITEMS = env.int("ML_BATCH_MAX_ITEMS", default=128)  # texts, profile ids, pairs or users
+ML_TEXT_MAX_CHARS = env.int("ML_TEXT_MAX_CHARS", default=2000)  # characters per text
+ML_RANK_MAX_CANDIDATES = env.int("ML_RANK_MAX_CANDIDATES", default=200)  # candidates per ranked user
+ML_RANK_MAX_PAIRS = env.int("ML_RANK_MAX_PAIRS", default=5000)  # (user, candidate) pairs per rank request
+# Throttles per credential, "<requests>/<period>" with period s, m, h or d, optionally with a count
+# ("100/10s"); "off" disables one. Burst limits short spikes, sustained the hourly volume. Every
+# API call counts against its credential kind's pair; the model-calling ML endpoints also against
+# the stricter ml_* pair. Requests without a credential (public health, schema) are not throttled.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user_burst": env.str("THROTTLE_USER_BURST", default="60/10s"),
+    "user_sustained": env.str("THROTTLE_USER_SUSTAINED", default="3000/h"),
+    "service_burst": env.str("THROTTLE_SERVICE_BURST", default="1000/10s"),
+    "service_sustained": env.str("THROTTLE_SERVICE_SUSTAINED", default="200000/h"),
+    "ml_burst": env.str("THROTTLE_ML_BURST", default="50/10s"),
+    "ml_sustained": env.str("THROTTLE_ML_SUSTAINED", default="5000/h"),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Patra API",
+    "DESCRIPTION": (
+        "Reciprocal feeds, event ingestion, safety and the ML API of Patra. Credentials go in "
+        "`Authorization: Bearer <key>`: a tenant **service key** (`psk_...`) acts for any user of its "
+        "tenant, a **user token** (`put_...`) for one profile. Integrator guide: docs/api.md."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its pages are public (they describe, they do not serve data) and ignore any
+    # Authorization header; Swagger UI's "Authorize" sends the key with "Try it out" calls only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "GenderEnum": "recommender.models.Gender",
+        "ReportReasonEnum": "safety.models.ReportReason",
+        "ProfileStatusEnum": ["active", "hidden", "banned"],
+        "SelfProfileStatusEnum": ["active", "hidden"],
+        "ReadinessEnum": ["ready", "degraded", "unavailable"],
+        "FeedFallbackEnum": ["ml_disabled", "model_unavailable", "index_missing"],
+        "MlFallbackEnum": ["ml_disabled", "model_unavailable"],
+        "NoVectorReasonEnum": ["no_text", "ml_disabled", "model_unavailable"],
+    },
+    # The shared error shapes (Error, ValidationError, PayloadTooLarge) are added by a hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "recommender.api.schema.add_error_components",
+    ],
+    "TAGS": [
+        {"name": "profiles", "description": "Profiles and user tokens (service key)."},
+        {"name": "events", "description": "Swipes, impressions and matches."},
+        {"name": "feed", "description": "The reciprocal feed."},
+        {"name": "safety", "description": "Reports, blocks, appeals and the safety classifier."},
+        {"name": "ml", "description": "Batch embeddings, similarity, ranking and ML health (service key)."},
+        {"name": "health", "description": "Readiness."},
+    ],
+}
+
+# --- Embedding backend (issue 9: encoder speed) ---------------------------------------------------
+# How the bio encoder runs (recommender/ml/embeddings.py): "torch" (fp32 PyTorch, the default:
+# cosine >= 0.999 to sentence-transformers), "onnx" (the same fp32 weights through ONNX Runtime with
+# fused attention) or "onnx-int8" (int8 attention projections: cosine >= 0.99 to fp32 and a modest
+# CPU speed-up, see docs/benchmarks.md; stored vectors and the index mix slightly different
+# vectors until re-embedded with `--force`). The ONNX backends run on the CPU; their ONNX file is
+# built offline from the local weights on first use and cached under ARTIFACT_ROOT/embeddings-onnx/.
+EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="torch")
+if EMBEDDING_BACKEND not in {"torch", "onnx", "onnx-int8"}:
+    raise ImproperlyConfigured(f"EMBEDDING_BACKEND={EMBEDDING_BACKEND!r} is not valid; use torch, onnx or onnx-int8.")

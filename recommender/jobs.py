@@ -35,10 +35,13 @@ def build_index_job(ctx: JobContext) -> ModelVersion | None:
 @register_job(
     "train_collaborative",
     queue="training",
-    description="Extract events, split by time and train a collaborative model (params: model=als|bpr)",
+    description=(
+        "Extract events, split by time and train a collaborative model "
+        "(params: model=lmf|als|bpr|popularity|two_tower|graphsage; lmf, the default, is the model the feed pools)"
+    ),
 )
 def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
-    model = str(ctx.params.get("model", "als"))
+    model = str(ctx.params.get("model", "lmf"))
     with tempfile.TemporaryDirectory(prefix="patra-train-") as tmp:
         events, splits = Path(tmp) / "events", Path(tmp) / "splits"
         ctx.progress(stage="extract")
@@ -47,6 +50,46 @@ def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
         datasets_build(input_dir=events, output_dir=splits, ratios=(0.8, 0.1, 0.1))
         ctx.progress(stage="train", model=model)
         result = collaborative_train(
-            model=model, data_dir=splits, tenant_slug=ctx.tenant.slug, created_by=ctx.created_by
+            model=model,
+            data_dir=splits,
+            tenant_slug=ctx.tenant.slug,
+            created_by=ctx.created_by,
+            # the version is for serving: it should know the latest swipes (params: refit_all=false to skip)
+            refit_all=str(ctx.params.get("refit_all", "true")).lower() not in ("false", "0", "no"),
         )
+    return _version(result.version_id)
+
+
+@register_job(
+    "train_ranker",
+    queue="training",
+    description="Train the LightGBM ranker on the tenant's impressions and swipes (params: since=DATE)",
+)
+def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
+    from django.utils import timezone
+
+    from recommender.training.ranker import ranker_train
+    from recommender.training.tasks import parse_start
+
+    since = ctx.params.get("since")
+    start = parse_start(str(since)) if since else None
+    if start is not None and timezone.is_naive(start):
+        start = timezone.make_aware(start)
+    ctx.progress(stage="train")
+    result = ranker_train(tenant=ctx.tenant, since=start, created_by=ctx.created_by)
+    return _version(result.version_id)
+
+
+@register_job(
+    "export_onnx",
+    queue="training",
+    description="Export a ranker version to ONNX, checked against LightGBM (params: version=ID, default active)",
+)
+def export_onnx_job(ctx: JobContext) -> ModelVersion | None:
+    from recommender.training.ranker import ranker_export_onnx
+
+    ctx.progress(stage="export")
+    result = ranker_export_onnx(
+        tenant=ctx.tenant, version_id=ctx.params.get("version") or None, created_by=ctx.created_by
+    )
     return _version(result.version_id)

@@ -331,3 +331,27 @@ class ProfileEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of {self.profile_id} ({self.model_name})"
+
+
+class EloBaseline(models.Model):
+    """A profile's Elo state after the swipes that retention deleted (recommender/services/retention.py).
+
+    Retention folds every swipe it deletes into this row, in time order, before deleting it, so
+    ``elo_rebuild`` (which replays the swipe table) starts from here and ends where the
+    incremental updates ended: pruning raw events never loses the aggregate the feed needs.
+    """
+
+    profile = models.OneToOneField(Profile, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    rating = models.FloatField()
+    swipes_received = models.PositiveIntegerField(default=0)
+    swipes_given = models.PositiveIntegerField(default=0)
+    likes_given = models.PositiveIntegerField(default=0)
+    # The newest occurred_at folded in: every swipe of this profile up to here is in the row.
+    pruned_through = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant"], name="elo_baseline_tenant")]
+
+    def __str__(self) -> str:
+        return f"baseline {self.profile_id}: {self.rating:.0f}"

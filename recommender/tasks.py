@@ -91,3 +91,12 @@ def purge_expired_user_tokens(self: Task) -> int:
 
 # Registered here because Celery's autodiscovery imports only ``<app>.tasks`` modules.
 from recommender.training import tasks as _training_tasks  # noqa: E402, F401
+
+
+@shared_task(name="recommender.tasks.prune_expired_events", soft_time_limit=55 * 60, time_limit=60 * 60, **_RETRYING)
+def prune_expired_events(self: Task) -> dict[str, object]:
+    """Nightly: delete raw events older than EVENT_RETENTION_DAYS (bounded batches; the Elo
+    aggregates of what is deleted are kept). Idempotent: a second run finds nothing to do."""
+    from recommender.services.retention import events_prune
+
+    return events_prune().as_dict()

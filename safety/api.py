@@ -6,16 +6,19 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recommender.api.errors import PayloadTooLarge
+from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.authentication import ApiClient
 from recommender.models import Profile, ProfileStatus
 from recommender.permissions import IsServiceKey, IsUserToken, IsUserTokenMayBeBanned
 from safety import serving
+from safety.ml import LABELS
 from safety.models import ReportReason
 from safety.selectors import access_appealable_decision
 from safety.services import SafetyError, appeal_create, block_create, report_create
@@ -43,9 +46,62 @@ class ReportSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
 
 
+class CreatedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class AppealCreatedSerializer(CreatedSerializer):
+    decision_id = serializers.IntegerField()
+
+
+class ClassifyRequestSerializer(serializers.Serializer):
+    texts = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        allow_empty=False,
+        help_text="At most SAFETY_CLASSIFY_MAX_TEXTS (64) texts of SAFETY_CLASSIFY_MAX_CHARS (5000) characters.",
+    )
+
+
+class LabelEvidenceSerializer(serializers.Serializer):
+    model_score = serializers.FloatField(allow_null=True, help_text="The trained head's probability; null: rules only.")
+    rules = serializers.ListField(child=serializers.DictField(), help_text="Rules that fired, with their spans.")
+    tokens = serializers.ListField(child=serializers.CharField(), help_text="Words that pushed the label up most.")
+    scope = serializers.CharField(required=False)
+
+
+# One field per safety label (safety.ml.LABELS).
+LabelScoresSerializer = type(
+    "LabelScoresSerializer",
+    (serializers.Serializer,),
+    {label: serializers.FloatField(help_text="Probability in [0, 1].") for label in LABELS},
+)
+LabelEvidenceMapSerializer = type(
+    "LabelEvidenceMapSerializer", (serializers.Serializer,), {label: LabelEvidenceSerializer() for label in LABELS}
+)
+
+
+class ClassifyResultSerializer(serializers.Serializer):
+    labels = LabelScoresSerializer()
+    evidence = LabelEvidenceMapSerializer()
+
+
+class ClassifyResponseSerializer(serializers.Serializer):
+    results = ClassifyResultSerializer(many=True)
+    model_version = serializers.CharField()
+
+
 class ReportView(APIView):
     permission_classes = [IsUserToken]
 
+    @extend_schema(
+        operation_id="report_create",
+        summary="Report a profile",
+        tags=["safety"],
+        request=ReportSerializer,
+        responses={201: CreatedSerializer, **errors(400, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         ser = ReportSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -70,6 +126,18 @@ class BlockSerializer(serializers.Serializer):
 class BlockView(APIView):
     permission_classes = [IsUserToken]
 
+    @extend_schema(
+        operation_id="block_create",
+        summary="Block a profile",
+        tags=["safety"],
+        request=BlockSerializer,
+        responses={
+            201: OpenApiResponse(CreatedSerializer, description="Blocked now."),
+            200: OpenApiResponse(CreatedSerializer, description="Already blocked."),
+            **errors(400, *AUTH_ERRORS),
+        },
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         ser = BlockSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -90,6 +158,14 @@ class AppealSerializer(serializers.Serializer):
 class AppealView(APIView):
     permission_classes = [IsUserTokenMayBeBanned]  # a banned user must be able to appeal
 
+    @extend_schema(
+        operation_id="appeal_create",
+        summary="Appeal a moderation decision",
+        tags=["safety"],
+        request=AppealSerializer,
+        responses={201: AppealCreatedSerializer, **errors(400, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         ser = AppealSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -108,6 +184,18 @@ class AppealView(APIView):
 class ClassifyView(APIView):
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="safety_classify",
+        summary="Texts to per-label safety probabilities",
+        tags=["safety", "ml"],
+        request=ClassifyRequestSerializer,
+        responses={
+            200: ClassifyResponseSerializer,
+            **errors(400, *AUTH_ERRORS),
+            413: OpenApiResponse({"$ref": "#/components/schemas/Error"}, description="A text is too long."),
+        },
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = request.data
         texts = data.get("texts") if isinstance(data, dict) else None

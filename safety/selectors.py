@@ -24,13 +24,22 @@ User = AbstractBaseUser | AnonymousUser
 # --- For the feed ---------------------------------------------------------------------------------
 
 
+def blocked_or_reported_queries(*, tenant_id: int, user_id: int) -> list[QuerySet[Any]]:
+    """One-column querysets of the profiles never to show ``user_id``: those it blocked or
+    reported, and those that blocked it. Callers may UNION them with their own (the feed does,
+    to read everything it must exclude in one round trip)."""
+    blocks = Block.objects.filter(tenant_id=tenant_id)
+    return [
+        blocks.filter(blocker_id=user_id).values_list("blocked_id"),
+        blocks.filter(blocked_id=user_id).values_list("blocker_id"),
+        Report.objects.filter(tenant_id=tenant_id, reporter_id=user_id).values_list("reported_id"),
+    ]
+
+
 def blocked_or_reported_ids(*, tenant_id: int, user_id: int) -> set[int]:
     """Profiles never to show ``user_id``: those it blocked or reported, and those that blocked it."""
-    blocks = Block.objects.filter(tenant_id=tenant_id)
-    ids: set[int] = set(blocks.filter(blocker_id=user_id).values_list("blocked_id", flat=True))
-    ids |= set(blocks.filter(blocked_id=user_id).values_list("blocker_id", flat=True))
-    ids |= set(Report.objects.filter(tenant_id=tenant_id, reporter_id=user_id).values_list("reported_id", flat=True))
-    return ids
+    first, *rest = blocked_or_reported_queries(tenant_id=tenant_id, user_id=user_id)
+    return {pk for (pk,) in first.union(*rest, all=True)}
 
 
 # --- Console access -------------------------------------------------------------------------------

@@ -79,7 +79,11 @@ def data(tenant: Tenant, other_tenant: Tenant, make_profile: Callable[..., Profi
         tenant=tenant,
         user=alice,
         batch=ImpressionBatchIn(
-            candidate_ids=[bob.external_id, carol.external_id], positions=[0, 1], context_hash="ctx", timestamp=now
+            candidate_ids=[bob.external_id, carol.external_id],
+            positions=[0, 1],
+            context_hash="ctx",
+            timestamp=now,
+            model_version="feed-v1",  # tagged: untagged impressions are sampled (ANALYTICS_SAMPLE_RATE)
         ),
     )
     swipe_batch_ingest(

@@ -41,6 +41,8 @@ COMPONENTS = {
     "elo",
     "interaction",
     "selectivity",
+    "collaborative_user_likes",
+    "collaborative_candidate_likes",
     "liked_you",
     "p_user_likes",
     "p_candidate_likes",

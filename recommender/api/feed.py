@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.models import MAX_AGE, MIN_AGE, Gender
 from recommender.permissions import IsServiceKey, IsUserToken
 from recommender.selectors import access_profile
@@ -65,6 +67,49 @@ class RecommendationRequestSerializer(serializers.Serializer):
     filters = FeedFiltersSerializer(required=False, allow_null=True)
 
 
+class FeedComponentsSerializer(serializers.Serializer):
+    """Why a candidate scored what it did: the scoring signals (null = unavailable for the pair)."""
+
+    similarity = serializers.FloatField(allow_null=True, help_text="(cos + 1) / 2 of the two bio vectors.")
+    structured = serializers.FloatField(allow_null=True)
+    age_fit = serializers.FloatField(allow_null=True)
+    distance = serializers.FloatField(allow_null=True)
+    interests = serializers.FloatField(allow_null=True)
+    lifestyle = serializers.FloatField(allow_null=True)
+    elo = serializers.FloatField(allow_null=True)
+    interaction = serializers.FloatField(allow_null=True)
+    liked_you = serializers.BooleanField()
+    selectivity = serializers.FloatField(allow_null=True)
+    collaborative_user_likes = serializers.FloatField(
+        allow_null=True, required=False, help_text="The active collaborative model's P(user likes candidate)."
+    )
+    collaborative_candidate_likes = serializers.FloatField(
+        allow_null=True, required=False, help_text="The active collaborative model's P(candidate likes user)."
+    )
+    p_user_likes = serializers.FloatField(allow_null=True)
+    p_candidate_likes = serializers.FloatField(allow_null=True)
+    reciprocal = serializers.FloatField(allow_null=True)
+    explore = serializers.BooleanField(help_text="Drawn at random from the eligible rest (exploration slot).")
+
+
+class FeedItemSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(help_text="The candidate's external id.")
+    score = serializers.FloatField()
+    components = FeedComponentsSerializer()
+
+
+class FeedResponseSerializer(serializers.Serializer):
+    recommendations = FeedItemSerializer(many=True)
+    model_version = serializers.CharField()
+    latency_ms = serializers.FloatField()
+    cache_hit = serializers.BooleanField()
+    fallback = serializers.ChoiceField(
+        choices=["ml_disabled", "model_unavailable", "index_missing"],
+        allow_null=True,
+        help_text="Why the feed used the structured fallback; null when ML served.",
+    )
+
+
 def feed_response(result: FeedResult) -> dict[str, Any]:
     return {
         "recommendations": [
@@ -89,6 +134,13 @@ class FeedView(APIView):
 
     permission_classes = [IsUserToken]
 
+    @extend_schema(
+        operation_id="feed_read",
+        summary="The user's reciprocal feed",
+        tags=["feed"],
+        parameters=[FeedQuerySerializer, RETRY_AFTER],
+        responses={200: FeedResponseSerializer, **errors(400, *AUTH_ERRORS)},
+    )
     def get(self, request: Request) -> Response:
         data = _validated(FeedQuerySerializer, request.query_params)
         result = feed_for(tenant=request.user.tenant, user=request.user.profile, count=data["count"])
@@ -100,6 +152,14 @@ class RecommendationsView(APIView):
 
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="recommendations_create",
+        summary="A feed for any user of the tenant",
+        tags=["feed"],
+        request=RecommendationRequestSerializer,
+        responses={200: FeedResponseSerializer, **errors(400, 404, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = _validated(RecommendationRequestSerializer, request.data)
         tenant = request.user.tenant

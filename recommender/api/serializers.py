@@ -203,3 +203,22 @@ class MatchBatchSerializer(serializers.Serializer):
 
     def validate_matches(self, value: list[Any]) -> list[Any]:
         return max_batch_validator(value)
+
+
+# --- Response shapes (declared for the OpenAPI schema; the views build the same dicts) -------
+
+
+class UserTokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="The raw user token (put_...): shown once, stored only as a hash.")
+    expires_at = serializers.DateTimeField()
+
+
+class IngestResultSerializer(serializers.Serializer):
+    """The answer to an event batch: 201 when something was stored, 200 when all were duplicates."""
+
+    received = serializers.IntegerField(help_text="Items in the batch.")
+    created = serializers.IntegerField(help_text="Items stored now.")
+    duplicates = serializers.IntegerField(help_text="Items already stored (re-sent): harmless.")
+    matches = serializers.ListField(
+        child=serializers.UUIDField(), help_text="Candidates this batch matched the user with."
+    )

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.api.serializers import (
     ImpressionBatchSerializer,
+    IngestResultSerializer,
     MatchBatchSerializer,
     ProfileSerializer,
     SelfProfileSerializer,
     SwipeBatchSerializer,
+    UserTokenResponseSerializer,
 )
 from recommender.models import Profile
 from recommender.permissions import IsApiClient, IsServiceKey, IsUserToken
@@ -41,6 +45,14 @@ def _validated(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, An
 class ProfileCreateView(APIView):
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="profile_create",
+        summary="Create a profile",
+        tags=["profiles"],
+        request=ProfileSerializer,
+        responses={201: ProfileSerializer, **errors(400, 409, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = _validated(ProfileSerializer, request.data)
         try:
@@ -58,14 +70,37 @@ class ProfileCreateView(APIView):
 class ProfileDetailView(APIView):
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="profile_read",
+        summary="Read a profile",
+        tags=["profiles"],
+        responses={200: ProfileSerializer, **errors(404, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def get(self, request: Request, external_id: str) -> Response:
         return Response(ProfileSerializer(access_profile(request.user, external_id)).data)
 
+    @extend_schema(
+        operation_id="profile_update",
+        summary="Update a profile (partial)",
+        tags=["profiles"],
+        request=ProfileSerializer,
+        responses={200: ProfileSerializer, **errors(400, 404, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def patch(self, request: Request, external_id: str) -> Response:
         profile = access_profile(request.user, external_id)
         data = _validated(ProfileSerializer, request.data, instance=profile, partial=True)
         return Response(ProfileSerializer(profile_update(profile=profile, data=data)).data)
 
+    @extend_schema(
+        operation_id="profile_erase",
+        summary="Erase a profile",
+        description="Personal fields are wiped and the embedding deleted; events are kept, anonymised.",
+        tags=["profiles"],
+        responses={204: OpenApiResponse(description="Erased."), **errors(404, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def delete(self, request: Request, external_id: str) -> Response:
         profile_erase(profile=access_profile(request.user, external_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -74,9 +109,24 @@ class ProfileDetailView(APIView):
 class MeView(APIView):
     permission_classes = [IsUserToken]
 
+    @extend_schema(
+        operation_id="me_read",
+        summary="The user's own profile",
+        tags=["profiles"],
+        responses={200: ProfileSerializer, **errors(*AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def get(self, request: Request) -> Response:
         return Response(ProfileSerializer(request.user.profile).data)
 
+    @extend_schema(
+        operation_id="me_update",
+        summary="Update the user's own profile (partial)",
+        tags=["profiles"],
+        request=SelfProfileSerializer,
+        responses={200: ProfileSerializer, **errors(400, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def patch(self, request: Request) -> Response:
         profile = request.user.profile
         data = _validated(SelfProfileSerializer, request.data, instance=profile, partial=True)
@@ -86,12 +136,27 @@ class MeView(APIView):
 class UserTokenView(APIView):
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="user_token_issue",
+        summary="Issue a user token",
+        tags=["profiles"],
+        request=None,
+        responses={201: UserTokenResponseSerializer, **errors(404, *AUTH_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request, external_id: str) -> Response:
         profile = access_profile(request.user, external_id)
         issued = user_token_issue(profile=profile, issued_by=request.user.service_key)
         return Response(
             {"token": issued.raw, "expires_at": issued.record.expires_at.isoformat()}, status=status.HTTP_201_CREATED
         )
+
+
+_INGEST_RESPONSES = {
+    201: OpenApiResponse(IngestResultSerializer, description="Something was stored."),
+    200: OpenApiResponse(IngestResultSerializer, description="Every item was a duplicate; nothing new stored."),
+    **errors(400, 404, *AUTH_ERRORS),
+}
 
 
 def _ingest_status(created: int) -> int:
@@ -101,6 +166,15 @@ def _ingest_status(created: int) -> int:
 class SwipeBatchView(APIView):
     permission_classes = [IsApiClient]
 
+    @extend_schema(
+        operation_id="swipes_ingest",
+        summary="Record a batch of swipes",
+        description="Validated whole and stored whole; re-sent swipes count as duplicates.",
+        tags=["events"],
+        request=SwipeBatchSerializer,
+        responses=_INGEST_RESPONSES,
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = _validated(SwipeBatchSerializer, request.data)
         user = access_acting_user(request.user, data.get("user_id"))
@@ -117,6 +191,14 @@ class SwipeBatchView(APIView):
 class ImpressionBatchView(APIView):
     permission_classes = [IsApiClient]
 
+    @extend_schema(
+        operation_id="impressions_ingest",
+        summary="Record a batch of impressions",
+        tags=["events"],
+        request=ImpressionBatchSerializer,
+        responses=_INGEST_RESPONSES,
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = _validated(ImpressionBatchSerializer, request.data)
         user = access_acting_user(request.user, data.pop("user_id", None))
@@ -127,6 +209,14 @@ class ImpressionBatchView(APIView):
 class MatchEventsView(APIView):
     permission_classes = [IsServiceKey]
 
+    @extend_schema(
+        operation_id="matches_ingest",
+        summary="Record matches made outside the feed",
+        tags=["events"],
+        request=MatchBatchSerializer,
+        responses=_INGEST_RESPONSES,
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = _validated(MatchBatchSerializer, request.data)
         result = match_events_ingest(tenant=request.user.tenant, matches=[MatchIn(**m) for m in data["matches"]])

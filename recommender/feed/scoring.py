@@ -17,6 +17,19 @@ signals available for that pair (weights of missing signals drop out, the rest a
     look. When v already liked or superliked u, ``liked_you_boost`` adds ``LIKED_YOU_BOOST``
     (then clipped), because a like already given is the best evidence there is.
 
+With an active collaborative model (``recommender.services.collaborative``), each direction
+also gets the model's calibrated log-odds ``L`` (P(u likes v) from u's taste and selectivity and
+v's appeal; P(v likes u) the other way round). The model and the signals above are then pooled
+in log-odds (a logarithmic opinion pool, Genest & Zidek 1986)::
+
+    logit P = (w_c * L + W * logit(P_signals)) / (w_c + W)
+
+with ``w_c = ML_COLLABORATIVE_WEIGHT`` and ``W`` the sum of the signal weights. Log-odds rather
+than an average of probabilities because the model's strongest evidence is multiplicative: a
+candidate who likes one profile in ten is ten times less likely to like u back than one who
+likes every other profile, and an arithmetic mean with the near-constant signals would squash
+that ratio. The liked-you boost applies after pooling.
+
 The feed score is ``fuse(P(u likes v), P(v likes u), method)``, the harmonic mean by default,
 so a one-sided crush ranks low.
 """
@@ -44,9 +57,11 @@ class SignalWeights:
     elo: float
     interaction: float
     selectivity: float = 1.0  # exponent on the candidate's relative like rate in P(v likes u)
+    collaborative: float = 0.0  # the collaborative model's log-odds in the pool (0 turns it off)
 
     def __post_init__(self) -> None:
-        if min(self.similarity, self.structured, self.elo, self.interaction, self.selectivity) < 0:
+        values = (self.similarity, self.structured, self.elo, self.interaction, self.selectivity, self.collaborative)
+        if min(values) < 0:
             raise ValueError(f"signal weights must be >= 0, got {self}")
 
 
@@ -60,6 +75,8 @@ class PairSignals:
     elo_user: float  # the user's own Elo rating
     liked_user: np.ndarray  # (n,) bool, the candidate already liked the user
     selectivity: np.ndarray | None = None  # (n,) candidate's like rate / the tenant's median, > 0
+    collab_uv: np.ndarray | None = None  # (n,) model log-odds that u likes v, NaN where unknown
+    collab_vu: np.ndarray | None = None  # (n,) model log-odds that v likes u, NaN where unknown
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,30 @@ def _weighted_mean(values: list[np.ndarray], weights: list[float]) -> np.ndarray
     total = w.sum(axis=0)
     summed = (np.nan_to_num(stack) * w).sum(axis=0)
     return np.clip(np.divide(summed, total, out=np.full(stack.shape[1], 0.5), where=total > 0), 0.0, 1.0)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(q / (1 - q))
+
+
+def _pool(p_signals: np.ndarray, model_logits: np.ndarray | None, w_model: float, w_signals: float) -> np.ndarray:
+    """(n,) log-odds pool of the signals' estimate and the model's, where the model has one."""
+    if model_logits is None or w_model <= 0:
+        return p_signals
+    have = ~np.isnan(model_logits)
+    if not have.any():
+        return p_signals
+    pooled = p_signals.copy()
+    z = (w_model * model_logits[have] + w_signals * _logit(p_signals[have])) / (w_model + w_signals)
+    pooled[have] = 1.0 / (1.0 + np.exp(-z))
+    return pooled
+
+
+def _model_unit(logits: np.ndarray | None, n: int) -> np.ndarray:
+    if logits is None:
+        return np.full(n, np.nan)
+    return 1.0 / (1.0 + np.exp(-logits))  # NaN stays NaN
 
 
 def score_pairs(
@@ -101,6 +142,9 @@ def score_pairs(
     )
     if signals.selectivity is not None:
         p_vu = np.clip(p_vu * np.power(signals.selectivity, weights.selectivity), 0.0, 1.0)
+    w_signals = weights.similarity + weights.structured + weights.elo + weights.interaction
+    p_uv = _pool(p_uv, signals.collab_uv, weights.collaborative, w_signals)
+    p_vu = _pool(p_vu, signals.collab_vu, weights.collaborative, w_signals)
     p_vu = np.clip(p_vu + liked_you_boost(signals.liked_user, LIKED_YOU_BOOST), 0.0, 1.0)
     reciprocal = fuse(p_uv, p_vu, fusion_method)
     components: dict[str, np.ndarray] = {
@@ -113,6 +157,8 @@ def score_pairs(
         "selectivity": (
             np.full(len(cands), np.nan) if signals.selectivity is None else signals.selectivity.astype(np.float64)
         ),
+        "collaborative_user_likes": _model_unit(signals.collab_uv, len(cands)),
+        "collaborative_candidate_likes": _model_unit(signals.collab_vu, len(cands)),
         "p_user_likes": p_uv,
         "p_candidate_likes": p_vu,
         "reciprocal": reciprocal,

@@ -13,11 +13,17 @@
 * Capacity grows automatically (doubling) with ``resize_index``.
 * Thread safety: one lock guards every call into hnswlib, because ``set_ef`` is
   index-global state and mutations must not race queries.
+* Vector reads: hnswlib's ``get_items`` costs tens of microseconds per id (a feed reads
+  thousands), so the index keeps a float16 mirror of every stored (unit) vector by slot and
+  :meth:`AnnIndex.get_matrix` is a numpy gather. Half precision keeps the mirror at half of
+  hnswlib's own float32 copy (768 MB at 1M x 384) and moves a cosine by at most ~1e-3;
+  ``AnnConfig.mirror_vectors=False`` turns it off for processes that only query.
 
 On disk (:meth:`AnnIndex.save`) a directory holds ``index.bin`` (hnswlib native
 format), ``ids.npy`` (live ids, int64, saved without pickle) and ``meta.json``
 (config, counts, created_at, format version, size and sha256 of index.bin so a
-corrupt file is refused before hnswlib parses it).
+corrupt file is refused before hnswlib parses it), and ``vectors.npy``, the mirror's rows in
+``ids.npy`` order (float16; rebuilt from hnswlib when absent, as in indexes saved before it).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ FORMAT_VERSION = 1
 SPACES: tuple[str, ...] = ("cosine", "ip")
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.npy"
+VECTORS_FILE = "vectors.npy"
 META_FILE = "meta.json"
 _MIN_CAPACITY = 1024
 _META_KEYS = frozenset({"format_version", "config", "live_count", "total_count", "index_bytes", "index_sha256"})
@@ -60,6 +67,7 @@ class AnnConfig:
     ef_construction: int = 200  # build-time beam width
     ef_search: int = 64  # query-time beam width (raised to k when k is larger)
     space: str = "cosine"
+    mirror_vectors: bool = True  # keep a float16 copy for fast vector reads (module docs)
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -93,11 +101,21 @@ def _sha256(path: Path) -> str:
 class AnnIndex:
     """HNSW index keyed by int64 ids; see the module docstring for semantics."""
 
-    def __init__(self, cfg: AnnConfig, index: hnswlib.Index, live: set[int]) -> None:
+    def __init__(
+        self,
+        cfg: AnnConfig,
+        index: hnswlib.Index,
+        live: set[int],
+        mirror: np.ndarray | None = None,
+        slots: dict[int, int] | None = None,
+    ) -> None:
         self.cfg = cfg
         self._index = index
         self._live = live  # ids not deleted; hnswlib cannot list them cheaply
         self._lock = threading.RLock()
+        # float16 vectors by slot (rows >= len(slots) are spare capacity) and id -> slot
+        self._mirror = mirror if mirror is not None else np.zeros((0, cfg.dim), dtype=np.float16)
+        self._slots: dict[int, int] = slots if slots is not None else {}
 
     # ----------------------------------------------------------------- building
 
@@ -131,6 +149,24 @@ class AnnIndex:
             self._ensure_capacity(self._index.get_current_count() + len(id_arr))
             self._index.add_items(mat, id_arr.astype(np.uint64))
             self._live.update(id_arr.tolist())
+            if self.cfg.mirror_vectors:
+                self._mirror_put(id_arr, mat)
+
+    def _mirror_put(self, ids: np.ndarray, mat: np.ndarray) -> None:
+        if self.cfg.space == "cosine":  # what hnswlib stores (and get_items returns) in this space
+            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            mat = mat / np.where(norms > 0, norms, 1.0)
+        slots = np.empty(len(ids), dtype=np.int64)
+        for k, i in enumerate(ids.tolist()):
+            slot = self._slots.get(i)
+            if slot is None:
+                slot = self._slots[i] = len(self._slots)
+            slots[k] = slot
+        if len(self._slots) > len(self._mirror):
+            grown = np.zeros((max(len(self._slots), 2 * len(self._mirror), _MIN_CAPACITY), self.cfg.dim), np.float16)
+            grown[: len(self._mirror)] = self._mirror
+            self._mirror = grown
+        self._mirror[slots] = mat.astype(np.float16)
 
     def _ensure_capacity(self, needed: int) -> None:
         capacity = self._index.get_max_elements()
@@ -149,13 +185,31 @@ class AnnIndex:
         """A new index holding only the live items (deleted slots dropped)."""
         with self._lock:
             ids = np.array(sorted(self._live), dtype=np.int64)
-            vectors = self._vectors(ids)
+            vectors = self._exact_vectors(ids)  # full precision: compaction must not round vectors
         return AnnIndex.build(ids, vectors, self.cfg)
 
-    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+    def _exact_vectors(self, ids: np.ndarray) -> np.ndarray:
         if len(ids) == 0:
             return np.empty((0, self.cfg.dim), dtype=np.float32)
         return np.asarray(self._index.get_items(ids.astype(np.uint64), return_type="numpy"), dtype=np.float32)
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        if not self.cfg.mirror_vectors:
+            return self._exact_vectors(ids)
+        slots = np.fromiter((self._slots[i] for i in ids.tolist()), dtype=np.int64, count=len(ids))
+        return self._mirror[slots].astype(np.float32)
+
+    def get_matrix(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors (n, d) float32 with zero rows where absent, present (n,) bool) for ``ids`` in
+        order: the feed's read of its candidates' vectors, one gather."""
+        id_arr = _as_ids(ids)
+        with self._lock:
+            live = self._live
+            present = np.fromiter((i in live for i in id_arr.tolist()), dtype=bool, count=len(id_arr))
+            matrix = np.zeros((len(id_arr), self.cfg.dim), dtype=np.float32)
+            if present.any():
+                matrix[present] = self._vectors(id_arr[present])
+        return matrix, present
 
     def get_vectors(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found ids (m,), their stored vectors (m, d)) for the live ``ids``; others are skipped.
@@ -230,6 +284,11 @@ class AnnIndex:
             live = self.ids
             total = self._index.get_current_count()
         np.save(tmp / IDS_FILE, live, allow_pickle=False)
+        names = [INDEX_FILE, IDS_FILE, META_FILE]
+        if self.cfg.mirror_vectors:
+            with self._lock:
+                np.save(tmp / VECTORS_FILE, self._mirror[[self._slots[i] for i in live.tolist()]], allow_pickle=False)
+            names.append(VECTORS_FILE)
         meta = {
             "format_version": FORMAT_VERSION,
             "config": asdict(self.cfg),
@@ -240,7 +299,7 @@ class AnnIndex:
             "index_sha256": _sha256(tmp / INDEX_FILE),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        for name in (INDEX_FILE, IDS_FILE, META_FILE):
+        for name in names:
             _fsync(tmp / name)
 
     @classmethod
@@ -263,7 +322,28 @@ class AnnIndex:
         if index.get_current_count() != meta["total_count"]:
             raise AnnIndexLoadError(f"{index_path} holds {index.get_current_count()} items, meta.json says otherwise")
         index.set_ef(cfg.ef_search)
-        return cls(cfg, index, set(live.tolist()))
+        ann = cls(cfg, index, set(live.tolist()))
+        if cfg.mirror_vectors:
+            ann._load_mirror(directory / VECTORS_FILE, live)
+        return ann
+
+    def _load_mirror(self, path: Path, live: np.ndarray) -> None:
+        """The saved mirror, or (an index saved without one) a copy read from hnswlib."""
+        mirror: np.ndarray | None = None
+        if path.exists():
+            try:
+                mirror = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise AnnIndexLoadError(f"{path} is unreadable: {exc}") from exc
+            if mirror.shape != (len(live), self.cfg.dim) or mirror.dtype != np.float16:
+                raise AnnIndexLoadError(f"{path} has shape {mirror.shape} {mirror.dtype}, expected ({len(live)}, "
+                                        f"{self.cfg.dim}) float16")  # fmt: skip
+        if mirror is None:
+            mirror = np.zeros((len(live), self.cfg.dim), dtype=np.float16)
+            for start in range(0, len(live), 10_000):
+                mirror[start : start + 10_000] = self._exact_vectors(live[start : start + 10_000])
+        self._mirror = mirror
+        self._slots = {i: k for k, i in enumerate(live.tolist())}
 
 
 def _drop_excluded(

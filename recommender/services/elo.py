@@ -14,12 +14,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from patra.locks import advisory_xact_lock, lock_key
 from recommender.ml.elo import EloConfig, elo_update, rebuild_ratings
-from recommender.models import POSITIVE_ACTIONS, EloRating, Swipe, Tenant
+from recommender.models import POSITIVE_ACTIONS, EloBaseline, EloRating, Swipe, Tenant
 
 
 def elo_config() -> EloConfig:
     return EloConfig(k=settings.ELO_K)
+
+
+def elo_history_lock(tenant_id: int) -> None:
+    """Serialise, per tenant, retention (which folds expired swipes into EloBaseline and deletes
+    them) with rebuilds (which replay baseline + swipes): a rebuild never sees half of a batch."""
+    advisory_xact_lock([lock_key("elo-history", tenant_id)])
 
 
 def elo_apply_swipes(*, tenant: Tenant, swipes: Sequence[Swipe]) -> None:
@@ -65,14 +72,23 @@ def elo_apply_swipes(*, tenant: Tenant, swipes: Sequence[Swipe]) -> None:
 
 @transaction.atomic
 def elo_rebuild(*, tenant: Tenant, progress: bool = False) -> int:
-    """Recompute every rating of ``tenant`` by replaying its swipes in time order."""
+    """Recompute every rating of ``tenant`` by replaying its swipes in time order, starting from
+    the EloBaseline rows that retention left for the swipes it deleted (none: from scratch)."""
     cfg = elo_config()
+    elo_history_lock(tenant.pk)
+    baseline = list(
+        EloBaseline.objects.filter(tenant=tenant).values_list(
+            "profile_id", "rating", "swipes_received", "swipes_given", "likes_given"
+        )
+    )
     swipes = Swipe.objects.filter(tenant=tenant).order_by("occurred_at", "pk")
     total = swipes.count()
     rows = swipes.values_list("user_id", "candidate_id", "action").iterator(chunk_size=10_000)
-    ratings = rebuild_ratings(tqdm(rows, total=total, disable=not progress, desc="elo"), cfg)
-    counts: dict[int, int] = {}
-    given: dict[int, list[int]] = {}  # pk -> [swipes given, likes given]
+    initial = {pid: rating for pid, rating, *_ in baseline}
+    ratings = rebuild_ratings(tqdm(rows, total=total, disable=not progress, desc="elo"), cfg, initial=initial)
+    counts: dict[int, int] = {pid: received for pid, _, received, _, _ in baseline}
+    # pk -> [swipes given, likes given]
+    given: dict[int, list[int]] = {pid: [n_given, n_liked] for pid, _, _, n_given, n_liked in baseline}
     for user_id, candidate_id, action in swipes.values_list("user_id", "candidate_id", "action").iterator(
         chunk_size=10_000
     ):

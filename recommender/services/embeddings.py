@@ -47,17 +47,17 @@ class EmbeddingUnavailable(Exception):
 
 # --- The encoder ------------------------------------------------------------------------------
 
-# (model, device) -> the loaded encoder, or why it could not load. Cached per process: the feed
-# asks on every request, and a failed load is not retried (seconds per call for a model that is
-# not on disk).
-_encoders: dict[tuple[str, str], BioEncoder | str] = {}
+# (model, device, backend) -> the loaded encoder, or why it could not load. Cached per process:
+# the feed asks on every request, and a failed load is not retried (seconds per call for a model
+# that is not on disk).
+_encoders: dict[tuple[str, str, str], BioEncoder | str] = {}
 _encoders_lock = threading.Lock()
 
 
 def _encoder() -> BioEncoder:
     if not settings.ML_ENABLED:
         raise EmbeddingUnavailable("ML is disabled (ML_ENABLED=false)")
-    key = (settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE)
+    key = (settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE, settings.EMBEDDING_BACKEND)
     outcome = _encoders.get(key)
     if outcome is None:
         with _encoders_lock:  # one thread loads, the others wait for its outcome
@@ -69,11 +69,12 @@ def _encoder() -> BioEncoder:
     return outcome
 
 
-def _load_encoder(model: str, device: str) -> BioEncoder | str:
+def _load_encoder(model: str, device: str, backend: str) -> BioEncoder | str:
     try:
-        return get_encoder(model, device)
+        # The ONNX backends cache their derived ONNX file under ARTIFACT_ROOT (built offline once).
+        return get_encoder(model, device, backend=backend, artifact_dir=settings.ARTIFACT_ROOT / "embeddings-onnx")
     except (ModelNotAvailable, ImportError, OSError, ValueError, RuntimeError) as exc:
-        message = f"embedding model {model!r} on device {device!r} could not be loaded: {exc}"
+        message = f"embedding model {model!r} ({backend}) on device {device!r} could not be loaded: {exc}"
         logger.error(message)
         return message
 

@@ -34,6 +34,7 @@ from recommender.models import (
     Tenant,
 )
 from recommender.services.elo import elo_apply_swipes
+from recommender.services.retention import analytics_keep, impression_is_essential
 
 
 class EventValidationError(Exception):
@@ -214,6 +215,13 @@ def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionB
     candidates = _resolve_candidates(
         tenant=tenant, user=user, ids=batch.candidate_ids, list_name="candidate_ids", item_field=None
     )
+    received = len(batch.candidate_ids)
+    # Untagged impressions are non-essential analytics, kept for a sampled panel of users only
+    # (ANALYTICS_SAMPLE_RATE; recommender/services/retention.py). Validated above all the same.
+    if not impression_is_essential(
+        model_version=batch.model_version, experiment_arm=batch.experiment_arm
+    ) and not analytics_keep(tenant_id=tenant.pk, subject=user.external_id):
+        return IngestResult(received=received, created=0, duplicates=0)
     advisory_xact_lock([lock_key("impressions", user.pk)])
     known = set(
         Impression.objects.filter(user=user, occurred_at=batch.timestamp, candidate__in=candidates).values_list(
@@ -238,7 +246,6 @@ def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionB
             )
         )
     Impression.objects.bulk_create(rows)
-    received = len(batch.candidate_ids)
     return IngestResult(received=received, created=len(rows), duplicates=received - len(rows))
 
 

@@ -16,7 +16,9 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
     A union of a few hundred to a few thousand store rows: (a) ANN neighbours of the user's
     own vector, (b) ANN neighbours of the taste vector, (c) "liked you": profiles that liked or
     superliked the user and that the user has not swiped, (d) Elo-popular and (e) newest
-    profiles of the tenant (pools cached per tenant for a few seconds), and (f) a structured
+    profiles of the tenant (pools cached per tenant for a few seconds), (g) the active
+    collaborative model's top ``ML_COLLABORATIVE_CANDIDATES`` by its own reciprocal score
+    (both directions fused; when a model is loaded), and (f) a structured
     pre-filter scan of the store (gender, age ranges, distance box) when the index is missing,
     ML is off, or (a) to (e) leave fewer than ``MIN_POOL_PER_ITEM`` eligible per slot, so a
     cold-start or fallback feed is still full.
@@ -26,12 +28,19 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
     store knows it, and exclusion of the user, swiped and excluded profiles.
 ``vectors``
     Vectors of the eligible candidates only (``profile_vectors``).
+``collaborative``
+    The active collaborative model's log-odds for both directions of every eligible pair
+    (skipped without one).
 ``score``
     ``recommender.feed.scoring``: P(u likes v) and P(v likes u) from bio similarity, the
     structured score, Elo, u's interaction adjustment and the liked-you boost, weighted by the
-    ``ML_*_WEIGHT`` settings (renormalised over the signals available), fused with
+    ``ML_*_WEIGHT`` settings (renormalised over the signals available), pooled in log-odds with
+    the active collaborative model's estimate of each direction (``ML_COLLABORATIVE_WEIGHT``;
+    ``recommender.services.collaborative``), fused with
     ``ML_FUSION_METHOD``. The ``variant`` picks the ranking value: ``reciprocal`` (fused),
-    ``one_way`` (P(u likes v)), ``popularity`` (Elo), ``random`` (a seeded draw).
+    ``one_way`` (P(u likes v)), ``popularity`` (Elo), ``random`` (a seeded draw; its candidates
+    come from the structured pre-filter scan only, so it is a uniform draw of eligible profiles,
+    not a shuffle of what the informed sources proposed).
 ``select``
     The top ``count - e`` candidates plus ``e = floor(count * ML_EXPLORATION_SHARE)`` drawn at
     random from the other eligible ones (seeded by tenant, user, day and variant, so a feed is
@@ -43,7 +52,7 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
 ``log``
     The served batch is logged with ``impression_batch_ingest`` (``log_impressions=True``),
     with ``model_version`` naming the feed variant and the index version, e.g.
-    ``feed-v1+index:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``,
+    ``feed-v1+index:<version>+cf:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``,
     and ``experiment_arm`` the variant, or the arm's tag when an experiment chose the index.
 
 Experiments: while an ``index`` experiment runs for the tenant, the user's arm (deterministic per
@@ -86,6 +95,11 @@ from recommender.models import (
     Swipe,
     SwipeAction,
     Tenant,
+)
+from recommender.services.collaborative import (
+    CollaborativeServing,
+    collaborative_reset_for_tests,
+    serving_collaborative,
 )
 from recommender.services.embeddings import EmbeddingUnavailable, ml_available, profile_vectors
 from recommender.services.events import ImpressionBatchIn, impression_batch_ingest
@@ -194,13 +208,15 @@ def excluded_profile_ids(tenant_id: int, user_id: int) -> set[int]:
     The one place for "never show". Swiped profiles are excluded separately, from the swipe
     history the feed reads anyway.
     """
-    from safety.selectors import blocked_or_reported_ids  # the safety app builds on recommender
+    from safety.selectors import blocked_or_reported_queries  # the safety app builds on recommender
 
-    # no tenant condition: a user's matches are all in their tenant, and the planner would
-    # rather walk the tenant index than OR the two user indexes
-    matched = Match.objects.filter(Q(user_a_id=user_id) | Q(user_b_id=user_id)).values_list("user_a_id", "user_b_id")
-    excluded = {user_id} | {pk for pair in matched for pk in pair}
-    return excluded | blocked_or_reported_ids(tenant_id=tenant_id, user_id=user_id)
+    # One round trip: the user's matches (both columns) and the safety app's exclusions, as a
+    # UNION ALL. No tenant condition on matches: a user's matches are all in their tenant, and
+    # the planner would rather walk the tenant index than use the two user indexes.
+    as_a = Match.objects.filter(user_a_id=user_id).values_list("user_b_id")
+    as_b = Match.objects.filter(user_b_id=user_id).values_list("user_a_id")
+    safety = blocked_or_reported_queries(tenant_id=tenant_id, user_id=user_id)
+    return {user_id} | {pk for (pk,) in as_a.union(as_b, *safety, all=True)}
 
 
 def profile_features(profile: Profile) -> ProfileFeatures:
@@ -376,14 +392,7 @@ class _CandidateVectors:
 def _candidate_vectors(index: ServingIndex, tenant_id: int, pks: np.ndarray) -> _CandidateVectors:
     # Only indexed profiles have a current embedding, and the index holds their vectors in
     # memory (kept fresh by its deltas): no cache or database round trip per candidate.
-    vectors = index.vectors(pks.tolist())
-    matrix = np.zeros((len(pks), index.dim), dtype=np.float32)  # (n, d)
-    present = np.zeros(len(pks), dtype=bool)
-    for i, pk in enumerate(pks.tolist()):
-        vec = vectors.get(pk)
-        if vec is not None:
-            matrix[i] = vec
-            present[i] = True
+    matrix, present = index.vector_matrix(pks)  # (n, d), (n,)
     return _CandidateVectors(matrix=matrix, present=present, cache_hit=True)
 
 
@@ -419,13 +428,29 @@ def _user_elo(snap: StoreSnapshot, user: Profile) -> float:
     return 1500.0 if rating is None else float(rating)
 
 
-def _model_version(variant: str, index: ServingIndex | None, fallback: str | None) -> str:
+def _model_version(
+    variant: str, index: ServingIndex | None, fallback: str | None, cf: CollaborativeServing | None = None
+) -> str:
     name = FEED_VERSION if variant == "reciprocal" else f"{FEED_VERSION}-{variant}"
     if fallback is not None:
         name += "-fallback"
     elif index is not None:
         name += f"+index:{index.version}"
+    if cf is not None:
+        name += f"+cf:{cf.version}"
     return name[:MODEL_VERSION_MAX]
+
+
+def _collab_logits(
+    cf: CollaborativeServing | None, user_pk: int, pks: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(model log-odds u likes v, v likes u), each (n,), or (None, None) without a model."""
+    if cf is None or not len(pks):
+        return None, None
+    user_row = cf.rows(np.asarray([user_pk], dtype=np.int64))
+    rows = cf.rows(pks)  # (n,)
+    user_rows = np.repeat(user_row, len(pks))
+    return cf.pair_logits(user_rows, rows), cf.pair_logits(rows, user_rows)
 
 
 def _ranking(variant: str, scored_components: dict[str, np.ndarray], rng: np.random.Generator, n: int) -> np.ndarray:
@@ -468,7 +493,10 @@ def feed_for(
     filters: FeedFilters | None = None,
     log_impressions: bool = True,
     variant: str = "reciprocal",
+    use_collaborative: bool = True,
 ) -> FeedResult:
+    """The user's feed (the module docs describe the stages). ``use_collaborative=False`` leaves
+    the active collaborative model out (benchmarks compare the feed with and without it)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown feed variant {variant!r}; expected one of {VARIANTS}")
     if not 1 <= count <= MAX_COUNT:
@@ -493,11 +521,20 @@ def feed_for(
                 uv = _user_vectors(index, tenant.pk, user.pk, history)
         except EmbeddingUnavailable:
             index, fallback = None, "model_unavailable"
+    # The random baseline draws from the pre-filter scan below only: none of the informed sources.
+    informed = variant != "random"
+    cf = serving_collaborative(tenant.pk) if informed and use_collaborative and settings.ML_ENABLED else None
     with stage("candidates"):
-        popular, fresh = store.pools()
-        sources = [snap.rows_for(likers), popular, fresh]
-        if index is not None and uv is not None:
+        sources = [np.empty(0, dtype=np.int64)]
+        if informed:
+            popular, fresh = store.pools()
+            sources += [snap.rows_for(likers), popular, fresh]
+        if informed and index is not None and uv is not None:
             sources.append(_ann_rows(index, snap, uv, history.swiped, excluded))
+        if cf is not None and settings.ML_COLLABORATIVE_CANDIDATES > 0:
+            k = settings.ML_COLLABORATIVE_CANDIDATES
+            proposed = cf.reciprocal_candidates(user.pk, k, settings.ML_FUSION_METHOD)
+            sources.append(snap.rows_for(proposed))
         pool = np.concatenate(sources)
     with stage("filter"):
         rows = _eligible(snap, pool, user_f, filters, skip)
@@ -516,6 +553,8 @@ def feed_for(
                 cv = _candidate_vectors(index, tenant.pk, pks)
         except EmbeddingUnavailable:
             index, fallback, uv = None, "model_unavailable", None
+    with stage("collaborative"):
+        collab_uv, collab_vu = _collab_logits(cf, user.pk, pks)
     with stage("score"):
         cands = snap.batch.take(rows)
         similarity, interaction = (
@@ -529,6 +568,8 @@ def feed_for(
             liked_user=np.isin(pks, likers),
             # relative to the tenant's typical like rate, so the scale of P(v likes u) is kept
             selectivity=snap.like_rate[rows] / max(float(np.median(snap.like_rate)), 1e-6),
+            collab_uv=collab_uv,
+            collab_vu=collab_vu,
         )
         weights = SignalWeights(
             similarity=settings.ML_SIMILARITY_WEIGHT,
@@ -536,13 +577,14 @@ def feed_for(
             elo=settings.ML_ELO_WEIGHT,
             interaction=settings.ML_INTERACTION_WEIGHT,
             selectivity=settings.ML_SELECTIVITY_WEIGHT,
+            collaborative=settings.ML_COLLABORATIVE_WEIGHT,
         )
         scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD)
         seed = _seed(tenant.pk, user.pk, timezone.now().date(), variant)
         ranking = _ranking(variant, scored.components, np.random.default_rng(seed), len(rows))
     chosen, explored, alive = _select_live(stage, store, tenant.pk, pks, ranking, count, variant, seed)
     items = _items(chosen, explored, pks, ranking, scored.components, alive)
-    model_version = _model_version(variant, index, fallback)
+    model_version = _model_version(variant, index, fallback, cf)
     # the arm's version served this feed only if the index survived every stage
     arm = ml.arm if index is not None else None
     if log_impressions and items:
@@ -632,5 +674,7 @@ def _log_impressions(
 
 
 def feed_reset_for_tests() -> None:
-    """Drop every tenant's candidate store (tests roll the database back between cases)."""
+    """Drop every tenant's candidate store and collaborative model (tests roll the database back
+    between cases)."""
     stores_reset()
+    collaborative_reset_for_tests()

@@ -474,6 +474,10 @@ class ServingIndex:
         found, matrix = self._ann.get_vectors(profile_ids)  # (m,), (m, d)
         return dict(zip(found.tolist(), matrix, strict=True))
 
+    def vector_matrix(self, profile_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors (n, d) float32, zero rows where not indexed; present (n,) bool), in order."""
+        return self._ann.get_matrix(profile_ids)
+
     # Deltas run under the holder's lock (the tenant's slot, or a pinned version): one thread at
     # a time per index.
 

@@ -63,3 +63,26 @@ def train_collaborative(
 @shared_task(name="recommender.tasks.evaluate_model", **_LONG)
 def evaluate_model(model_path: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     return collaborative_evaluate(model_path=model_path, data_dir=data_dir)
+
+
+@shared_task(name="recommender.tasks.train_ranker", **_LONG)
+def train_ranker(tenant_slug: str, since: str | None = None) -> dict[str, Any]:
+    from django.utils import timezone
+
+    from recommender.training.ranker import ranker_train
+
+    start = parse_start(since) if since else None
+    if start is not None and timezone.is_naive(start):
+        start = timezone.make_aware(start)
+    result = ranker_train(tenant=Tenant.objects.get(slug=tenant_slug), since=start, created_by="task:train_ranker")
+    return {"artifact_dir": str(result.artifact_dir), "version_id": result.version_id, "metrics": result.metrics}
+
+
+@shared_task(name="recommender.tasks.export_onnx", **_LONG)
+def export_onnx(tenant_slug: str, version_id: str | None = None) -> dict[str, Any]:
+    from recommender.training.ranker import ranker_export_onnx
+
+    result = ranker_export_onnx(
+        tenant=Tenant.objects.get(slug=tenant_slug), version_id=version_id, created_by="task:export_onnx"
+    )
+    return {"version_id": result.version_id, "metrics": result.metrics}

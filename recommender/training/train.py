@@ -1,7 +1,8 @@
 """Training a collaborative model on a split export, writing its artifact and registering it.
 
 The artifact is a folder: ``model.pt`` (the checkpoint: config dataclass, tensors, id map),
-``metrics.json`` (the per-epoch validation curve ``val_ndcg@10`` and the best epoch) and
+``metrics.json`` (the per-epoch validation curve, ``val_ndcg@10`` or, for ``lmf``, ``val_like_auc``,
+and the best epoch) and
 ``config.json``. When the registry app provides ``model_version_register`` the folder is
 registered as a ``collaborative`` version of the tenant.
 """
@@ -12,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from recommender.ml.collab import (
     config_from_dict,
     interactions_from_events,
     model_class,
+    validation_like_auc,
     validation_ndcg,
 )
 from recommender.models import DEFAULT_TENANT_SLUG, Tenant
@@ -35,7 +37,10 @@ from recommender.training.datasets import SPLIT_FILE, SPLITS
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE: tuple[str, ...] = ("als", "bpr", "popularity")
+TRAINABLE: tuple[str, ...] = ("als", "bpr", "lmf", "popularity", "two_tower", "graphsage")
+# Models that read side features (profile attributes, bio embeddings) and place every profile of
+# the tenant, history or not: their id map covers the tenant's profiles, not only those in events.
+FEATURE_MODELS: frozenset[str] = frozenset({"two_tower", "graphsage"})
 MODEL_TYPE = "collaborative"
 VALIDATION_K = 10
 
@@ -70,8 +75,9 @@ def event_weights() -> EventWeights:
 def splits_load(data_dir: Path | str, *, ids: IdMap | None = None) -> SplitData:
     """The three splits as interaction matrices over one shared id map of (hashed) profiles.
 
-    The map covers every profile in any split unless ``ids`` (a trained model's map) is given;
-    profiles only seen after train are then cold rows/columns, which is what they are.
+    The map covers every profile in any split unless ``ids`` (a trained model's map, or a
+    superset) is given; profiles only seen after train are then cold rows/columns, which is what
+    they are.
     """
     folder = Path(data_dir)
     missing = [name for name in (*[f"{s}.parquet" for s in SPLITS], SPLIT_FILE) if not (folder / name).exists()]
@@ -154,6 +160,29 @@ def _register(
     return str(version.id)
 
 
+def _with_side_features(data: SplitData, tenant_slug: str | None) -> tuple[SplitData, dict[str, Any]]:
+    """The splits re-mapped over every profile of the tenant (plus any id in the events), with
+    side features attached to train (the only split a model fits on)."""
+    from recommender.training.features import profile_hashes, side_features, tenant_profiles, tenant_slug_of
+
+    profiles = tenant_profiles(tenant_slug_of(tenant_slug))
+    ids = IdMap(np.concatenate([data.ids.ids.astype(str), profile_hashes(profiles)]))
+    remapped = splits_load(data.data_dir, ids=ids)
+    features = side_features(ids, profiles)
+    remapped.train = remapped.train.with_features(features)
+    with_bio = int((features[:, -1] > 0).sum())
+    return remapped, {"feature_columns": int(features.shape[1]), "profiles_with_bio": with_bio}
+
+
+def _refit_all(model: str, config: Any, data: SplitData, fitted: Any, progress: bool) -> tuple[Any, dict[str, Any]]:
+    epochs = (fitted.best_epoch if fitted.best_epoch is not None else len(fitted.history) - 1) + 1
+    everything = replace(data.train, matrix=(data.train.matrix + data.validation.matrix + data.test.matrix).tocsr())
+    refit = model_class(model)(replace(config, epochs=epochs))
+    started = time.perf_counter()
+    refit.fit(everything, progress=progress)
+    return refit, {"epochs": epochs, "interactions": everything.nnz, "seconds": time.perf_counter() - started}
+
+
 def collaborative_train(
     *,
     model: str,
@@ -164,18 +193,34 @@ def collaborative_train(
     register: bool = True,
     created_by: str = "system:train",
     progress: bool = False,
+    refit_all: bool = False,
 ) -> TrainResult:
-    """Fit ``model`` on the train split with early stopping on validation NDCG@10, write the
-    artifact folder and (if ``register``) register it as a collaborative version."""
+    """Fit ``model`` on the train split with early stopping on validation NDCG@10 (or the model's
+    own ``validation_metric``), write the artifact folder and (if ``register``) register it as a
+    collaborative version.
+
+    ``refit_all``: once the epoch count is chosen, fit again on every split (train, validation
+    and test) for that many epochs and save *that* model. The metrics stay those of the
+    train-only model (the refit has no held-out data left); a model served to the feed should
+    know the most recent swipes, which the time-ordered split holds out."""
     config = config_load(model, config_path)
     data = splits_load(data_dir)
+    manifest_path = Path(data_dir) / "events_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    features_info: dict[str, Any] = {}
+    if model in FEATURE_MODELS:
+        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"))
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
     recommender = model_class(model)(config)
-    started = time.perf_counter()
-    history = recommender.fit(
-        data.train, validate=validation_ndcg(data.train, data.validation, VALIDATION_K), progress=progress
+    metric = getattr(recommender, "validation_metric", f"ndcg@{VALIDATION_K}")
+    validate = (
+        validation_like_auc(data.validation)
+        if metric == "like_auc"
+        else validation_ndcg(data.train, data.validation, VALIDATION_K)
     )
+    started = time.perf_counter()
+    history = recommender.fit(data.train, validate=validate, progress=progress)
     seconds = time.perf_counter() - started
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
     artifact_dir = (
@@ -184,15 +229,14 @@ def collaborative_train(
         else Path(settings.ARTIFACT_ROOT) / MODEL_TYPE / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
     )
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    key = f"val_ndcg@{VALIDATION_K}"
+    key = f"val_{metric}"
     curve = [{"epoch": r.epoch, "loss": r.loss, key: r.validation} for r in history]
     best = next((r.validation for r in history if r.epoch == recommender.best_epoch), None)
-    manifest_path = data.data_dir / "events_manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     tenant_slug = tenant_slug or manifest.get("tenant")
     data_ref = {"data_dir": str(data.data_dir), "split": data.split, "events_tenant": manifest.get("tenant")}
     metrics = {
         "model": model,
+        "validation_metric": metric,
         key: best,
         "best_epoch": recommender.best_epoch,
         "epochs_run": len(history),
@@ -201,7 +245,10 @@ def collaborative_train(
         "train_interactions": data.train.nnz,
         "profiles": len(data.ids),
         "event_weights": asdict(event_weights()),
+        **features_info,
     }
+    if refit_all:
+        recommender, metrics["refit_all"] = _refit_all(model, config, data, recommender, progress)
     recommender.save(
         artifact_dir / "model.pt",
         extra={"ids": data.ids.to_list(), "data_dir": str(data.data_dir), "event_weights": asdict(event_weights())},

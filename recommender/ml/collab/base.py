@@ -11,7 +11,8 @@ class owns everything that must behave the same for every model:
 * ``score_pairs`` / ``like_probability`` / ``reciprocal_scores`` (dating: fuse both directions);
 * ``recommend`` scores users in batches against every item, never returning an excluded item;
 * users without training interactions fall back to item popularity (a model knows nothing
-  else about them), in scoring and in recommending alike;
+  else about them), in scoring and in recommending alike, unless the model can place them
+  from side features (``_needs_fallback``: the two-tower and GraphSAGE models with features);
 * ``save`` writes one torch checkpoint holding the config dataclass, the tensors and the
   calibration; :func:`load_recommender` restores any model from it (``weights_only`` loading:
   a checkpoint cannot run code).
@@ -199,6 +200,12 @@ class Recommender(ABC):
         if not self.fitted:
             raise RuntimeError(f"{self.name} is not fitted")
 
+    def _needs_fallback(self, users: torch.Tensor) -> torch.Tensor:
+        """[len(users)] bool: users the model knows nothing about, served by popularity. By
+        default those without training interactions; a model that can score a user from side
+        features (two-tower, GraphSAGE) narrows this down."""
+        return self.user_activity[users] == 0
+
     def _popularity_score(self) -> torch.Tensor:
         return torch.log1p(self.popularity.clamp_min(0.0))  # [n_items]
 
@@ -211,7 +218,7 @@ class Recommender(ABC):
             raise ValueError("users and items must have the same length")
         with torch.no_grad():
             out = self._score_pairs(u, i).float()
-            cold = self.user_activity[u] == 0
+            cold = self._needs_fallback(u)
             if cold.any():
                 out[cold] = self._popularity_score()[i[cold]]
         return out.numpy()
@@ -269,7 +276,7 @@ class Recommender(ABC):
                 batch = users[start : start + batch_size]
                 ub = torch.as_tensor(batch)
                 scores = self._score_rows(ub).float()  # [b, n_items]
-                cold = self.user_activity[ub] == 0
+                cold = self._needs_fallback(ub)
                 if cold.any():
                     scores[cold] = pop
                 if allowed is not None:

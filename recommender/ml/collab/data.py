@@ -12,7 +12,7 @@ For dating data both sides are profiles, so users and items share one id map (``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -91,12 +91,36 @@ class Interactions:
     """A user x item matrix of signed weights and the ids of its rows and columns.
 
     matrix: [n_users, n_items] CSR float32; duplicates of a pair are summed.
+    user_features / item_features: optional side features, [n_users, f] / [n_items, f] float32
+    (profile attributes and bio embeddings, :mod:`.features`). Only the feature-aware models
+    (two-tower, GraphSAGE) read them; ALS, BPR and popularity ignore them. With a shared id map
+    both are the same array (:meth:`with_features`).
     """
 
     matrix: sp.csr_matrix
     users: IdMap
     items: IdMap
     shared: bool = False  # users and items are the same people (same id map)
+    user_features: np.ndarray | None = None
+    item_features: np.ndarray | None = None
+
+    def with_features(self, user_features: np.ndarray, item_features: np.ndarray | None = None) -> Interactions:
+        """A copy carrying side features (same matrix and maps). With a shared id map one array
+        covers both sides; otherwise ``item_features`` is required."""
+        uf = np.ascontiguousarray(user_features, dtype=np.float32)
+        if item_features is None:
+            if not self.shared:
+                raise ValueError("item_features are required when users and items are different id maps")
+            itf = uf
+        else:
+            itf = np.ascontiguousarray(item_features, dtype=np.float32)
+        if uf.ndim != 2 or uf.shape[0] != self.shape[0] or itf.ndim != 2 or itf.shape[0] != self.shape[1]:
+            raise ValueError(f"features must have one row per user ({self.shape[0]}) and per item ({self.shape[1]})")
+        if uf.shape[1] != itf.shape[1]:
+            raise ValueError("user and item features must have the same width (one encoder for both sides)")
+        if not (np.isfinite(uf).all() and np.isfinite(itf).all()):
+            raise ValueError("features must be finite")
+        return replace(self, user_features=uf, item_features=itf)
 
     @property
     def shape(self) -> tuple[int, int]:

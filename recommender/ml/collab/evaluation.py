@@ -124,3 +124,27 @@ def validation_ndcg(
         return ranking_metrics(recs, relevant[users], k)[f"ndcg@{k}"]
 
     return validate
+
+
+def validation_like_auc(validation: Interactions) -> Callable[[Recommender], float]:
+    """A ``validate`` callback for models of P(like | shown) (``lmf``): the AUC of the model's
+    pair scores for the validation swipes, likes against passes.
+
+    NDCG over the whole catalogue rewards predicting who a user will be *shown* (exposure), which
+    such a model does not try to learn; what the feed needs from it is the ranking of likes over
+    passes among profiles actually shown, and that is what this measures.
+    """
+    coo = validation.matrix.tocoo()
+    users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    labels = coo.data > 0
+
+    def validate(model: Recommender) -> float:
+        if labels.all() or not labels.any():
+            return 0.5
+        own = getattr(model, "pair_logits", None)
+        scores = np.asarray(own(users, items) if own is not None else model.score_pairs(users, items), dtype=np.float64)
+        ranks = scores.argsort(kind="stable").argsort().astype(np.float64) + 1  # ties broken by order
+        n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+        return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+    return validate

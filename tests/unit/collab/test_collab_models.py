@@ -15,10 +15,16 @@ from recommender.ml.collab import (
     BPR,
     ALSConfig,
     BPRConfig,
+    GraphSAGE,
+    GraphSAGEConfig,
+    LMFConfig,
+    LogisticMF,
     Popularity,
     PopularityConfig,
     Recommender,
     RecommenderConfig,
+    TwoTower,
+    TwoTowerConfig,
     evaluate_model,
     load_recommender,
     read_checkpoint,
@@ -30,6 +36,23 @@ CONFIGS: dict[type[Recommender], RecommenderConfig] = {
     Popularity: PopularityConfig(seed=3),
     ALS: ALSConfig(seed=3, factors=8, epochs=8, alpha=5.0, regularization=0.1, threads=1),
     BPR: BPRConfig(seed=3, factors=8, epochs=25, learning_rate=0.05, batch_size=64, threads=1),
+    LogisticMF: LMFConfig(seed=3, factors=8, epochs=30, batch_size=256, learning_rate=0.05, threads=1),
+    TwoTower: TwoTowerConfig(
+        seed=3, dim=16, id_dim=16, hidden=32, epochs=12, batch_size=64, learning_rate=0.01, temperature=0.2, threads=1
+    ),
+    GraphSAGE: GraphSAGEConfig(
+        seed=3,
+        dim=16,
+        id_dim=16,
+        hidden=32,
+        epochs=8,
+        batch_size=64,
+        learning_rate=0.005,
+        temperature=0.3,
+        fanout1=5,
+        fanout2=3,
+        threads=1,
+    ),
 }
 MODELS = list(CONFIGS)
 

@@ -150,7 +150,7 @@ def test_compact_drops_deleted(small: AnnIndex) -> None:
 def test_save_load_round_trip(built: AnnIndex, tmp_path: Path) -> None:
     target = tmp_path / "ann"
     built.save(target)
-    assert sorted(p.name for p in target.iterdir()) == ["ids.npy", "index.bin", "meta.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["ids.npy", "index.bin", "meta.json", "vectors.npy"]
     meta = json.loads((target / "meta.json").read_text())
     assert meta["format_version"] == 1
     assert meta["live_count"] == N
@@ -249,3 +249,62 @@ def test_exact_search_and_recall() -> None:
     q = np.array([[0.9, 0.1, 0, 0]], dtype=np.float32)
     np.testing.assert_array_equal(exact_search(vecs, [10, 11, 12, 13], q, k=2), [[10, 11]])
     assert recall_at_k(np.array([[1, 2, 3]]), np.array([[3, 2, 9]])) == pytest.approx(2 / 3)
+
+
+# --- the float16 vector mirror ------------------------------------------------------------------
+
+
+def _exact(ann: AnnIndex, ids: np.ndarray) -> np.ndarray:
+    return ann._exact_vectors(ids)  # hnswlib's own float32 copy
+
+
+def test_mirror_reads_agree_with_hnswlib(built: AnnIndex, data: tuple[np.ndarray, np.ndarray]) -> None:
+    ids, _vecs = data
+    pick = ids[::7]
+    matrix, present = built.get_matrix(pick)
+    assert present.all() and matrix.dtype == np.float32 and matrix.shape == (len(pick), D)
+    assert np.abs(matrix - _exact(built, pick)).max() < 2e-3  # half precision
+    # absent ids: zero rows, flagged, order kept
+    mixed = np.array([pick[0], 10, pick[1]])
+    matrix, present = built.get_matrix(mixed)
+    assert present.tolist() == [True, False, True]
+    assert not matrix[1].any() and np.allclose(matrix[2], _exact(built, pick[1:2])[0], atol=2e-3)
+
+
+def test_mirror_follows_upserts_deletes_and_cosine_normalisation() -> None:
+    ann = AnnIndex.empty(CFG)
+    raw = 3.0 * unit_vectors(2, seed=5)  # not unit: the cosine space normalises on insert
+    ann.add([1, 2], raw)
+    assert np.allclose(ann.get_matrix([1, 2])[0], raw / 3.0, atol=2e-3)
+    replacement = unit_vectors(1, seed=6)
+    ann.add([1], replacement)
+    assert np.allclose(ann.get_matrix([1])[0][0], replacement[0], atol=2e-3)
+    ann.mark_deleted([2])
+    assert ann.get_matrix([2])[1].tolist() == [False]
+    ann.add(np.arange(10, 3000), unit_vectors(2990, seed=7))  # grows past the initial capacity
+    assert np.allclose(ann.get_matrix([2999])[0][0], _exact(ann, np.array([2999]))[0], atol=2e-3)
+
+
+def test_mirror_is_saved_and_rebuilt_when_missing(built: AnnIndex, tmp_path: Path) -> None:
+    target = tmp_path / "ann"
+    built.save(target)
+    ids = built.ids[:50]
+    loaded = AnnIndex.load(target)
+    assert np.array_equal(loaded.get_matrix(ids)[0], built.get_matrix(ids)[0])
+    (target / "vectors.npy").unlink()  # as saved before the mirror existed
+    rebuilt = AnnIndex.load(target)
+    assert np.abs(rebuilt.get_matrix(ids)[0] - _exact(built, ids)).max() < 2e-3
+
+
+def test_a_mirror_of_the_wrong_shape_is_refused(built: AnnIndex, tmp_path: Path) -> None:
+    target = tmp_path / "ann"
+    built.save(target)
+    np.save(target / "vectors.npy", np.zeros((3, D), dtype=np.float16), allow_pickle=False)
+    with pytest.raises(AnnIndexLoadError, match=r"vectors\.npy"):
+        AnnIndex.load(target)
+
+
+def test_compaction_keeps_full_precision(built: AnnIndex) -> None:
+    compacted = built.compact()
+    ids = built.ids[:20]
+    assert np.allclose(_exact(compacted, ids), _exact(built, ids), atol=1e-6)

@@ -1,0 +1,444 @@
+"""The final scorer: a LightGBM LambdaMART ranker over per-candidate features (framework-free).
+
+A candidate source (ALS, BPR, two-tower, GraphSAGE, the index) proposes a few hundred candidates
+per user; the ranker orders them. It is trained on query groups (one group = the candidates one
+user was shown in one feed, with the swipes that followed: superlike 2, like 1, pass or no swipe
+0) with the LambdaMART objective, i.e. directly for NDCG.
+
+Features (:data:`RANKER_FEATURES`, the column order of every matrix; NaN = unavailable, which
+LightGBM and the ONNX export both route down each tree's learnt "missing" branch, so a feed
+that lacks one model still gets scores):
+
+* ``p_uv_<model>``: calibrated P(u likes v) of each collaborative model (``like_probability``);
+  ``p_vu_<model>``: P(v likes u) from the same model, the predicted reciprocal like;
+* ``bio_similarity``: cosine of the two bio embeddings;
+* ``structured``, ``age_fit``, ``distance_score``, ``interests``, ``lifestyle``: the structured
+  components of :mod:`recommender.ml.structured` (both ways where they are symmetric);
+* ``elo_user``, ``elo_candidate``: Elo ratings (desirability);
+* activity: ``cand_swipes_given``, ``cand_like_rate`` (v's selectivity), ``cand_likes_received``,
+  ``user_swipes_given``, ``user_like_rate``;
+* ``liked_you``: 1 when v already liked or superliked u (0 otherwise);
+* demographic compatibility: ``distance_km``, ``age_gap`` (v's age - u's age), ``cand_age``,
+  ``age_band_margin`` (how far inside both stated age bands the pair is, in years, the smaller
+  side), ``gender_match`` (both seek the other's gender: 1/0).
+
+Build a matrix with :func:`feature_matrix` from a name -> array mapping (training, benchmark and
+feed use the same function); :func:`pair_features` computes the structured and demographic part
+from :class:`~recommender.ml.structured.ProfileFeatures` and a
+:class:`~recommender.ml.structured.CandidateBatch`.
+
+Files (no pickle): ``ranker.txt`` (LightGBM's text model), ``ranker.json`` (format, feature list,
+config, metrics); :meth:`Ranker.export_onnx` adds ``ranker.onnx`` (onnxmltools), scored by
+:class:`OnnxRanker` with onnxruntime for serving outside Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommender.ml.structured import (
+    CandidateBatch,
+    ProfileFeatures,
+    gender_code,
+    haversine_km,
+    seeking_mask,
+    structured_scores,
+)
+
+RANKER_FORMAT = "patra.ranker/1"
+MODEL_FILE = "ranker.txt"
+META_FILE = "ranker.json"
+ONNX_FILE = "ranker.onnx"
+SOURCE_MODELS: tuple[str, ...] = ("popularity", "als", "bpr", "two_tower", "graphsage")
+RANKER_FEATURES: tuple[str, ...] = (
+    *(f"p_uv_{m}" for m in SOURCE_MODELS),
+    *(f"p_vu_{m}" for m in SOURCE_MODELS),
+    "bio_similarity",
+    "structured",
+    "age_fit",
+    "distance_score",
+    "interests",
+    "lifestyle",
+    "elo_user",
+    "elo_candidate",
+    "cand_swipes_given",
+    "cand_like_rate",
+    "cand_likes_received",
+    "user_swipes_given",
+    "user_like_rate",
+    "liked_you",
+    "distance_km",
+    "age_gap",
+    "cand_age",
+    "age_band_margin",
+    "gender_match",
+)
+LABELS: dict[str, int] = {"superlike": 2, "like": 1, "pass": 0}
+
+
+class RankerError(ValueError):
+    """Bad ranker input or files; the message says why."""
+
+
+def feature_matrix(columns: Mapping[str, np.ndarray | float | int], n: int) -> np.ndarray:
+    """[n, len(RANKER_FEATURES)] float32 in RANKER_FEATURES order; missing columns are NaN.
+
+    ``columns`` maps feature names to [n] arrays (or scalars, broadcast); unknown names raise so a
+    typo cannot silently leave a feature empty.
+    """
+    unknown = set(columns) - set(RANKER_FEATURES)
+    if unknown:
+        raise RankerError(f"unknown ranker features: {sorted(unknown)}")
+    out = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32)
+    for j, name in enumerate(RANKER_FEATURES):
+        if name in columns:
+            value = np.asarray(columns[name], dtype=np.float32)
+            if value.ndim not in (0, 1) or (value.ndim == 1 and value.shape[0] != n):
+                raise RankerError(f"feature {name} has shape {value.shape}, expected ({n},)")
+            out[:, j] = value
+    return out
+
+
+def pair_features(user: ProfileFeatures, cands: CandidateBatch) -> dict[str, np.ndarray]:
+    """Structured components and demographic compatibility of ``user`` with each candidate."""
+    result = structured_scores(user, cands)
+    u_gender, u_seek = gender_code(user.gender), seeking_mask(user.seeking)
+    cand_bits = np.left_shift(np.uint8(1), cands.gender.astype(np.uint8))
+    gender_ok = ((cand_bits & u_seek) != 0) & ((cands.seeking & (1 << u_gender)) != 0)
+    age = cands.age.astype(np.float32)
+    margin = np.minimum.reduce(
+        [
+            age - user.age_min,
+            user.age_max - age,
+            user.age - cands.age_min.astype(np.float32),
+            cands.age_max.astype(np.float32) - user.age,
+        ]
+    )
+    return {
+        "structured": result.score,
+        "age_fit": result.components["age_fit"],
+        "distance_score": result.components["distance"],
+        "interests": result.components["interests"],
+        "lifestyle": result.components["lifestyle"],
+        "distance_km": haversine_km(user.lat, user.lon, cands.lat, cands.lon).astype(np.float32),
+        "age_gap": age - user.age,
+        "cand_age": age,
+        "age_band_margin": margin.astype(np.float32),
+        "gender_match": gender_ok.astype(np.float32),
+    }
+
+
+def group_sizes(query: np.ndarray) -> np.ndarray:
+    """Sizes of consecutive runs of equal query ids (rows of one group must be contiguous)."""
+    query = np.asarray(query)
+    if query.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], query[1:] != query[:-1]]))
+    sizes = np.diff(np.concatenate([starts, [query.size]]))
+    if np.unique(query[starts]).size != starts.size:
+        raise RankerError("rows of a query group must be contiguous (sort by query first)")
+    return sizes
+
+
+@dataclass
+class RankerConfig:
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 400
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    truncation_level: int = 20  # LambdaMART: pairs considered below this rank
+    label_gain: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0])  # pass, like, superlike
+    early_stopping_rounds: int = 30
+    eval_at: int = 10
+    seed: int = 0
+    threads: int = 1
+
+
+class Ranker:
+    """LightGBM LambdaMART over :data:`RANKER_FEATURES`."""
+
+    def __init__(self, config: RankerConfig | None = None) -> None:
+        self.config = config or RankerConfig()
+        self.booster: Any = None
+        self.features: tuple[str, ...] = RANKER_FEATURES
+        self.metrics: dict[str, Any] = {}
+
+    def _params(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [c.eval_at],
+            "num_leaves": c.num_leaves,
+            "learning_rate": c.learning_rate,
+            "min_data_in_leaf": c.min_data_in_leaf,
+            "feature_fraction": c.feature_fraction,
+            "bagging_fraction": c.bagging_fraction,
+            "bagging_freq": c.bagging_freq,
+            "lambda_l2": c.lambda_l2,
+            "lambdarank_truncation_level": c.truncation_level,
+            "label_gain": list(c.label_gain),
+            "seed": c.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": c.threads,
+            "verbosity": -1,
+        }
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        *,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        progress: bool = False,
+    ) -> Ranker:
+        """Train on [n, F] features, [n] integer labels (0 pass / no swipe, 1 like, 2 superlike)
+        and group sizes (consecutive rows per query); early stopping on ``validation`` NDCG."""
+        import lightgbm as lgb
+
+        x, y, groups = self._check(x), np.asarray(y, dtype=np.int32), np.asarray(groups, dtype=np.int64)
+        if groups.sum() != x.shape[0] or y.shape != (x.shape[0],):
+            raise RankerError("labels and group sizes must cover every row of x")
+        train = lgb.Dataset(x, y, group=groups, feature_name=list(self.features), free_raw_data=False)
+        sets, names, callbacks = [train], ["train"], []
+        if validation is not None:
+            vx, vy, vg = validation
+            sets.append(lgb.Dataset(self._check(vx), np.asarray(vy, dtype=np.int32), group=vg, reference=train))
+            names.append("validation")
+            callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
+        record: dict[str, Any] = {}
+        callbacks.append(lgb.record_evaluation(record))
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.config.n_estimators, desc="train ranker", unit="tree", leave=False)
+            callbacks.append(lambda env: bar.update(1))
+        self.booster = lgb.train(
+            self._params(), train, num_boost_round=self.config.n_estimators, valid_sets=sets, valid_names=names,
+            callbacks=callbacks,
+        )  # fmt: skip
+        if progress:
+            bar.close()
+        key = f"ndcg@{self.config.eval_at}"
+        self.metrics = {
+            "best_iteration": int(self.booster.best_iteration or self.booster.current_iteration()),
+            "train_rows": int(x.shape[0]),
+            "train_groups": int(groups.size),
+        }
+        if "validation" in record:
+            curve = record["validation"][key]
+            self.metrics[f"val_{key}"] = float(max(curve))
+            self.metrics["curve"] = [float(v) for v in curve]
+        return self
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise RankerError(f"ranker input must be [n, {len(self.features)}], got {x.shape}")
+        return x
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """[n] float64 ranking scores (higher first; comparable within a query)."""
+        if self.booster is None:
+            raise RankerError("the ranker is not trained")
+        x = self._check(x)
+        if x.shape[0] == 0:
+            return np.zeros(0)
+        return np.asarray(self.booster.predict(x, num_iteration=self.metrics.get("best_iteration")))
+
+    def feature_importance(self) -> dict[str, float]:
+        gains = self.booster.feature_importance(importance_type="gain", iteration=self.metrics.get("best_iteration"))
+        return {name: float(g) for name, g in zip(self.features, gains, strict=True)}
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        if self.booster is None:
+            raise RankerError("the ranker is not trained")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / MODEL_FILE), num_iteration=self.metrics.get("best_iteration"))
+        meta = {
+            "format": RANKER_FORMAT,
+            "features": list(self.features),
+            "config": asdict(self.config),
+            "metrics": self.metrics,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Ranker:
+        import lightgbm as lgb
+
+        folder = Path(folder)
+        meta = _read_meta(folder)
+        known = {f.name for f in fields(RankerConfig)}
+        ranker = cls(RankerConfig(**{k: v for k, v in meta["config"].items() if k in known}))
+        ranker.features = tuple(meta["features"])
+        ranker.metrics = {k: v for k, v in meta.get("metrics", {}).items() if k != "best_iteration"}
+        ranker.booster = lgb.Booster(model_file=str(folder / MODEL_FILE))  # saved at its best iteration
+        return ranker
+
+    def export_onnx(self, path: str | Path) -> Path:
+        """Write the model as ONNX (input ``features`` [n, F] float32, output ``scores`` [n, 1])."""
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        if self.booster is None:
+            raise RankerError("the ranker is not trained")
+        booster = self.booster
+        if self.metrics.get("best_iteration"):
+            import lightgbm as lgb
+
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.metrics["best_iteration"]))
+        model = onnxmltools.convert_lightgbm(
+            booster,
+            name="patra_ranker",
+            initial_types=[("features", FloatTensorType([None, len(self.features)]))],
+            target_opset=15,
+            zipmap=False,
+        )
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(model.SerializeToString())
+        return path
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RankerError(f"{folder} holds no readable {META_FILE}: {exc}") from exc
+    if meta.get("format") != RANKER_FORMAT:
+        raise RankerError(f"{folder / META_FILE} is not a {RANKER_FORMAT} file")
+    return meta
+
+
+class OnnxRanker:
+    """The exported ranker scored with onnxruntime (what a non-Python service does)."""
+
+    def __init__(self, path: str | Path, features: Sequence[str] = RANKER_FEATURES) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.features = tuple(features)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> OnnxRanker:
+        folder = Path(folder)
+        return cls(folder / ONNX_FILE, _read_meta(folder)["features"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise RankerError(f"ranker input must be [n, {len(self.features)}], got {x.shape}")
+        out = self.session.run(None, {self.input: x})[0]
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+# --- building features for (user, candidates) pairs ------------------------------------------------
+
+
+@dataclass
+class RankerContext:
+    """What feature building needs besides the pair: profiles, history and models.
+
+    Rows are dense profile indices 0..n-1 (the same for every array here).
+    profiles: the :class:`ProfileFeatures` of each row and their ``batch`` (struct-of-arrays);
+    bio: [n, d] unit bio embeddings (zero rows = none) or None;
+    elo, swipes_given, likes_given, likes_received: [n] history up to the ranking time;
+    likes: CSR [n, n], non-zero where row liked (or superliked) column;
+    models: collaborative models by name (a key of SOURCE_MODELS) and, for each, ``model_rows``
+    [n] the model's row of each profile (-1: the model does not know the profile -> NaN).
+    """
+
+    profiles: Sequence[ProfileFeatures]
+    batch: CandidateBatch
+    bio: np.ndarray | None
+    elo: np.ndarray
+    swipes_given: np.ndarray
+    likes_given: np.ndarray
+    likes_received: np.ndarray
+    likes: Any  # scipy.sparse.csr_matrix
+    models: Mapping[str, Any] = field(default_factory=dict)
+    model_rows: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def history_arrays(
+    n: int, users: np.ndarray, items: np.ndarray, actions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """(elo, swipes_given, likes_given, likes_received, likes CSR) from time-ordered swipes of
+    dense indices: Elo replays them in order (:func:`recommender.ml.elo.rebuild_ratings`)."""
+    import scipy.sparse as sp
+
+    from recommender.ml.elo import EloConfig, rebuild_ratings
+
+    users, items, actions = np.asarray(users, np.int64), np.asarray(items, np.int64), np.asarray(actions)
+    liked = actions != "pass"
+    ratings = rebuild_ratings(zip(users.tolist(), items.tolist(), actions.tolist(), strict=True))
+    elo = np.full(n, EloConfig().initial, dtype=np.float64)
+    if ratings:
+        keys = np.fromiter(ratings.keys(), dtype=np.int64)
+        elo[keys] = np.fromiter(ratings.values(), dtype=np.float64)
+    likes = sp.csr_matrix((np.ones(int(liked.sum()), np.float32), (users[liked], items[liked])), shape=(n, n))
+    likes.sum_duplicates()
+    return (
+        elo,
+        np.bincount(users, minlength=n).astype(np.float64),
+        np.bincount(users[liked], minlength=n).astype(np.float64),
+        np.bincount(items[liked], minlength=n).astype(np.float64),
+        likes,
+    )
+
+
+def context_features(ctx: RankerContext, user: int, cands: np.ndarray) -> np.ndarray:
+    """[len(cands), F] ranker features of ``user`` with each candidate (dense indices)."""
+    cands = np.asarray(cands, dtype=np.int64)
+    m = cands.size
+    cols: dict[str, Any] = dict(pair_features(ctx.profiles[user], ctx.batch.take(cands)))
+    for name, model in ctx.models.items():
+        rows = ctx.model_rows.get(name)
+        u_row = int(rows[user]) if rows is not None else user
+        c_rows = rows[cands] if rows is not None else cands
+        p_uv = np.full(m, np.nan)
+        p_vu = np.full(m, np.nan)
+        ok = c_rows >= 0
+        if u_row >= 0 and ok.any():
+            u_rep = np.full(int(ok.sum()), u_row)
+            p_uv[ok] = model.like_probability(u_rep, c_rows[ok])
+            p_vu[ok] = model.like_probability(c_rows[ok], u_rep)
+        cols[f"p_uv_{name}"] = p_uv
+        cols[f"p_vu_{name}"] = p_vu
+    if ctx.bio is not None:
+        has = np.abs(ctx.bio[cands]).sum(axis=1) > 0
+        sim = ctx.bio[cands] @ ctx.bio[user]
+        cols["bio_similarity"] = np.where(has & (np.abs(ctx.bio[user]).sum() > 0), sim, np.nan)
+    given = ctx.swipes_given
+    cols.update(
+        elo_user=float(ctx.elo[user]),
+        elo_candidate=ctx.elo[cands],
+        cand_swipes_given=given[cands],
+        cand_like_rate=(ctx.likes_given[cands] + 1.0) / (given[cands] + 3.0),  # smoothed towards 1/3
+        cand_likes_received=ctx.likes_received[cands],
+        user_swipes_given=float(given[user]),
+        user_like_rate=float((ctx.likes_given[user] + 1.0) / (given[user] + 3.0)),
+        liked_you=np.asarray(ctx.likes[cands, user].todense()).reshape(-1) > 0,
+    )
+    return feature_matrix(cols, m)

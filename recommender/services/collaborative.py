@@ -1,0 +1,205 @@
+"""The tenant's active collaborative model, served to the feed as a signal and a candidate source.
+
+A ``collaborative`` version (``python manage.py train``, the ``train_collaborative`` job) is a
+checkpoint over *pseudonymous* profile ids: the training data are exports whose ids are keyed
+hashes (:func:`recommender.training.extract.export_hash`). Serving maps the tenant's profile
+primary keys to model rows by hashing their external ids: once for every profile when a version
+loads (in the registry's loader thread; with SQLite, on the first request), then, during
+requests, only for profiles created since (one query for the new primary keys; a profile the
+model never saw maps to -1 and is cold).
+
+Signals: :meth:`CollaborativeServing.pair_logits` gives calibrated log-odds of P(u likes v) for
+aligned pairs, and so, with the pairs swapped, of P(v likes u). Models with a ``pair_logits``
+method of their own (the logistic model ``lmf``) answer for cold profiles too (average
+selectivity and appeal); for the others a pair with a cold swiper is unavailable (NaN), because
+their cold fallback (popularity) is not a probability.
+
+Candidates: :meth:`CollaborativeServing.reciprocal_candidates` fuses both directions for the
+user against every column (exact; the catalogue is at most ``CF_EXACT_MAX_ITEMS`` columns,
+beyond which this source is skipped and the other sources fill the feed). A user the model
+never saw still gets candidates when the model answers for cold profiles (``lmf``).
+
+Serving follows the registry's active version through :class:`registry.serving.ActiveModel`
+(hot swap, the old version kept if a new one fails to load), per tenant and process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.db import DatabaseError, connection
+
+from recommender.ml.collab import IdMap, Recommender, load_recommender
+from recommender.ml.fusion import fuse
+from recommender.models import Profile
+from recommender.training.extract import export_hash
+from registry.models import ModelType, ModelVersion
+from registry.serving import ActiveModel
+
+logger = logging.getLogger(__name__)
+
+CF_EXACT_MAX_ITEMS = 200_000  # above this many columns the exact top-k would cost too much per request
+CHECKPOINT_NAME = "model.pt"
+
+
+@dataclass
+class CollaborativeServing:
+    """A loaded collaborative version and its profile pk -> model row map."""
+
+    version: str
+    tenant_id: int
+    model: Recommender
+    ids: IdMap
+    row_of_pk: dict[int, int] = field(default_factory=dict)  # -1: the model never saw the profile
+    pk_of_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1: not in the tenant
+    complete: bool = False  # every profile of the tenant has been mapped
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    def _map(self, rows: list[tuple[int, Any]]) -> None:
+        if not rows:
+            return
+        pks = np.fromiter((pk for pk, _ in rows), dtype=np.int64, count=len(rows))
+        found = self.ids.index(np.asarray([export_hash(ext) for _, ext in rows]), missing=-1)
+        with self.lock:
+            self.row_of_pk.update(zip(pks.tolist(), found.tolist(), strict=True))
+            known = found >= 0
+            self.pk_of_row[found[known]] = pks[known]
+
+    def map_tenant(self) -> None:
+        """Map every profile of the tenant (called once, when the version loads)."""
+        if len(self.pk_of_row) != len(self.ids):
+            self.pk_of_row = np.full(len(self.ids), -1, dtype=np.int64)
+        rows = list(Profile.objects.filter(tenant_id=self.tenant_id).values_list("pk", "external_id").iterator())
+        self._map(rows)
+        self.complete = True
+
+    def rows(self, pks: np.ndarray) -> np.ndarray:
+        """(n,) model rows of profile pks, -1 where the model never saw the profile."""
+        get = self.row_of_pk.get
+        out = np.fromiter((get(pk, -2) for pk in pks.tolist()), dtype=np.int64, count=len(pks))
+        unknown = out == -2
+        if unknown.any():
+            # Profiles created since the version loaded: one query, then remembered.
+            new = pks[unknown].tolist()
+            try:
+                self._map(list(Profile.objects.filter(pk__in=new).values_list("pk", "external_id")))
+            except DatabaseError as exc:
+                logger.warning("collaborative: cannot map new profiles: %s", exc)
+            with self.lock:
+                for pk in new:
+                    self.row_of_pk.setdefault(pk, -1)
+            out[unknown] = [self.row_of_pk[pk] for pk in new]
+        return out
+
+    def pair_logits(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """(n,) calibrated log-odds that ``user_rows[k]`` likes ``item_rows[k]``; NaN where the
+        model cannot say (see the module docs)."""
+        own = getattr(self.model, "pair_logits", None)
+        if own is not None:
+            return np.asarray(own(user_rows, item_rows), dtype=np.float64)
+        out = np.full(len(user_rows), np.nan)
+        activity = self.model.user_activity.numpy()
+        ok = (user_rows >= 0) & (item_rows >= 0)
+        ok[ok] = activity[user_rows[ok]] > 0
+        if ok.any():
+            p = np.clip(self.model.like_probability(user_rows[ok], item_rows[ok]), 1e-6, 1 - 1e-6)
+            out[ok] = np.log(p / (1 - p))
+        return out
+
+    def reciprocal_candidates(self, user_pk: int, k: int, fusion_method: str = "harmonic") -> np.ndarray:
+        """Profile pks of the ``k`` columns with the best fused P(u likes v) and P(v likes u) by
+        the model, best first (empty when the model cannot say for this user).
+
+        Exact over the catalogue: two (n, f) products. A feed ranks only the candidates its
+        sources propose, so this source is where the model's view of the *other* side (who is
+        likely to like the user back) reaches the feed; proposals by one-way taste or by
+        similarity rarely contain the pairs that match.
+        """
+        if not self.complete:
+            self.map_tenant()  # the loader thread could not read the profiles (see _load_version)
+        n = self.model.n_items
+        if n == 0 or n > CF_EXACT_MAX_ITEMS or k <= 0:
+            return np.empty(0, dtype=np.int64)
+        row = int(self.rows(np.asarray([user_pk], dtype=np.int64))[0])
+        items = np.arange(n, dtype=np.int64)
+        user = np.full(n, row, dtype=np.int64)
+        uv, vu = self.pair_logits(user, items), self.pair_logits(items, user)  # (n,), (n,)
+        score = fuse(_sigmoid(uv), _sigmoid(vu), fusion_method)
+        score[np.isnan(score)] = -np.inf
+        if row >= 0:
+            score[row] = -np.inf  # never the user themself
+        k = min(k, int(np.isfinite(score).sum()))
+        if k == 0:
+            return np.empty(0, dtype=np.int64)
+        top = np.argpartition(-score, k - 1)[:k]
+        top = top[np.argsort(-score[top], kind="stable")]
+        pks = self.pk_of_row[top]
+        return pks[pks >= 0]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))  # NaN stays NaN
+
+
+def _load_version(version: ModelVersion, path: Path) -> CollaborativeServing:
+    checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
+    model = load_recommender(checkpoint)
+    extra: dict[str, Any] = getattr(model, "extra", {}) or {}
+    if "ids" not in extra:
+        raise ValueError(f"{version.label}: the checkpoint has no id map")
+    serving = CollaborativeServing(
+        version=version.label, tenant_id=version.tenant_id, model=model, ids=IdMap(np.asarray(extra["ids"]))
+    )
+    serving.pk_of_row = np.full(len(serving.ids), -1, dtype=np.int64)
+    if connection.vendor == "sqlite":
+        # SQLite (the embedded mode) locks tables across threads: the first request maps the
+        # tenant instead, which at embedded sizes costs milliseconds.
+        return serving
+    try:
+        serving.map_tenant()
+    except DatabaseError as exc:
+        logger.warning("collaborative %s: mapping profiles at load failed: %s", version.label, exc)
+    return serving
+
+
+_holders: dict[int, ActiveModel[CollaborativeServing]] = {}
+_holders_lock = threading.Lock()
+
+
+def _holder(tenant_id: int) -> ActiveModel[CollaborativeServing]:
+    with _holders_lock:
+        holder = _holders.get(tenant_id)
+        if holder is None:
+            holder = _holders[tenant_id] = ActiveModel(tenant_id, ModelType.COLLABORATIVE, _load_version)
+        return holder
+
+
+def serving_collaborative(tenant_id: int) -> CollaborativeServing | None:
+    """The tenant's loaded active collaborative version, or None (none active, or still loading)."""
+    got = _holder(tenant_id).get()
+    return got[1] if got is not None else None
+
+
+def collaborative_wait(tenant_id: int, timeout: float = 60.0) -> CollaborativeServing | None:
+    """Load the active version now and wait for it (start-up warm-up, commands, benchmarks)."""
+    holder = _holder(tenant_id)
+    holder.wait(timeout)
+    return serving_collaborative(tenant_id)
+
+
+def collaborative_status(tenant_id: int) -> dict[str, Any]:
+    return _holder(tenant_id).status()
+
+
+def collaborative_reset_for_tests() -> None:
+    with _holders_lock:
+        _holders.clear()
