@@ -117,6 +117,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
     parser.add_argument("--prepare-only", action="store_true", help="prepare the database, measure nothing")
+    parser.add_argument(
+        "--cf-model", default="lmf", help="collaborative model the feed pools (trained if none is active; 'none': off)"
+    )
     parser.add_argument("--prefill-cache", action="store_true", help="cache every embedding before measuring")
     parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
     args = parser.parse_args(argv)
@@ -624,6 +627,23 @@ def pick_users(tenant: Any, n: int, seed: int) -> list[Any]:
     return [by_pk[int(pk)] for pk in chosen]
 
 
+def ensure_collaborative(tenant: Any, model: str, var_dir: Path, phases: Phases) -> dict[str, Any]:
+    """The production feed pools the active collaborative version: train one (the production
+    pipeline, as in bench.online_eval) unless the tenant has one, then load it."""
+    from bench.online_eval import train_collaborative
+    from recommender.services.collaborative import collaborative_wait
+    from registry.models import ModelType, ModelVersion
+
+    if model == "none":
+        return {"model": None}
+    active = ModelVersion.objects.filter(tenant=tenant, model_type=ModelType.COLLABORATIVE, status="active").first()
+    if active is None:
+        with phases("collaborative model"):
+            train_collaborative(tenant, model, var_dir)
+    serving = collaborative_wait(tenant.pk, timeout=600)
+    return {"model": serving.model_name if serving else None, "version": serving.version if serving else None}
+
+
 def startup(tenant: Any, prefill: bool) -> dict[str, float]:
     """Load the model, build the candidate store and load the index (timed), as a new server
     process does on its first feed."""
@@ -707,7 +727,18 @@ def stage_split(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
     return split
 
 
-STAGE_ORDER = ("store", "history", "vectors_user", "candidates", "filter", "vectors", "score", "select", "live_check")
+STAGE_ORDER = (
+    "store",
+    "history",
+    "vectors_user",
+    "candidates",
+    "filter",
+    "vectors",
+    "collaborative",
+    "score",
+    "select",
+    "live_check",
+)
 
 
 def _stage_order(name: str) -> tuple[int, str]:
@@ -762,6 +793,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.prepare_only:
         print(json.dumps(facts, indent=2, default=str))
         return
+    collaborative = ensure_collaborative(tenant, args.cf_model, env.var_dir, phases)
     users = pick_users(tenant, args.warmup + args.users, args.seed)
     boot = startup(tenant, args.prefill_cache)
     measure(tenant, users[: args.warmup], args.count)
@@ -782,6 +814,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
         "preparation": {**facts, "reused": reused},
         "startup": boot,
+        "collaborative": collaborative,
         # Other processes share the 2 cores: the load average says how much they disturbed the run.
         "load_average_1_5_15": {
             "before": [round(x, 2) for x in load_before],

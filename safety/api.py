@@ -89,6 +89,11 @@ class ClassifyResultSerializer(serializers.Serializer):
 class ClassifyResponseSerializer(serializers.Serializer):
     results = ClassifyResultSerializer(many=True)
     model_version = serializers.CharField()
+    fallback = serializers.ChoiceField(
+        choices=["ml_disabled", "model_unavailable"],
+        allow_null=True,
+        help_text="Why the trained heads did not run (the rules answered alone), or null.",
+    )
 
 
 class ReportView(APIView):
@@ -210,6 +215,5 @@ class ClassifyView(APIView):
         too_long = [i for i, t in enumerate(texts) if len(t) > max_chars]
         if too_long:
             raise PayloadTooLarge(f"texts {too_long[:10]} are longer than {max_chars} characters.")
-        clf = serving.classifier_for(request.user.tenant.pk)
-        results = clf.classify(texts, encode=serving.encode)
-        return Response({"results": [r.as_dict() for r in results], "model_version": clf.version})
+        results, version, fallback = serving.classify(request.user.tenant.pk, texts)
+        return Response({"results": [r.as_dict() for r in results], "model_version": version, "fallback": fallback})

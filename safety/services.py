@@ -123,22 +123,23 @@ def profile_classify(*, profile_id: int, force: bool = False) -> ClassifyOutcome
             status=ItemStatus.DECIDED, decided_at=timezone.now(), claimed_by=None, claim_expires_at=None
         )
         return ClassifyOutcome(None, skipped="erased")
-    clf = serving.classifier_for(profile.tenant_id)
+    current_version = serving.classifier_for(profile.tenant_id).version
     text = profile_safety_text(profile)
     digest = text_hash(text)
     existing = ProfileSafetyScore.objects.filter(profile=profile).first()
-    if not force and existing and existing.text_hash == digest and existing.model_version == clf.version:
+    if not force and existing and existing.text_hash == digest and existing.model_version == current_version:
         # Status-only changes (our own hide, a moderator's restore) come back through the hook:
         # same text, same model, nothing to do. This is what stops hide -> hook -> hide loops.
         return ClassifyOutcome(existing, skipped="unchanged")
-    result = clf.classify([text], encode=serving.encode, behaviour=[behaviour_signals(profile)])[0]
+    results, version, _ = serving.classify(profile.tenant_id, [text], [behaviour_signals(profile)])
+    result = results[0]
     score, _ = ProfileSafetyScore.objects.update_or_create(
         profile=profile,
         defaults={
             "tenant_id": profile.tenant_id,
             "scores": result.labels,
             "evidence": result.evidence,
-            "model_version": clf.version,
+            "model_version": version,
             "text_hash": digest,
             "classified_at": timezone.now(),
         },
@@ -173,7 +174,7 @@ def profile_classify(*, profile_id: int, force: bool = False) -> ClassifyOutcome
             status_before=before,
             status_after=ProfileStatus.HIDDEN,
             scores=result.labels,
-            model_version=clf.version,
+            model_version=version,
             text_snapshot=text,
             text_hash=digest,
         )

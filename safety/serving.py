@@ -15,7 +15,8 @@ from django.conf import settings
 
 from registry.models import ModelVersion
 from registry.serving import ActiveModel
-from safety.ml.classifier import SafetyClassifier
+from safety.ml.classifier import SafetyClassifier, SafetyResult
+from safety.ml.fake import BehaviourSignals
 from safety.ml.heads import TextHeads
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,35 @@ def classifier_for(tenant_id: int) -> SafetyClassifier:
 
 
 def encode(texts: Sequence[str]) -> np.ndarray:
-    from recommender.ml.embeddings import get_encoder
+    """MiniLM vectors through the embedding service (its model, device and backend); raises
+    ``EmbeddingUnavailable`` with ML disabled or the model missing."""
+    from recommender.services.embeddings import encode_texts
 
-    return get_encoder(settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE).encode(list(texts))
+    return encode_texts(texts)
+
+
+def classify(
+    tenant_id: int, texts: Sequence[str], behaviour: Sequence[BehaviourSignals | None] | None = None
+) -> tuple[list[SafetyResult], str, str | None]:
+    """(results, the version that produced them, fallback reason or None).
+
+    The tenant's classifier; with ML disabled or the embedding model unavailable, trained heads
+    cannot run, so the rules (and the behaviour signals) answer alone under
+    ``RULES_ONLY_VERSION`` with the reason (``ml_disabled`` / ``model_unavailable``): a stored
+    score then says what produced it, and the next change reclassifies it with the model.
+    """
+    from recommender.services.embeddings import EmbeddingUnavailable, loaded_encoder
+
+    clf = classifier_for(tenant_id)
+    if clf.heads is None:
+        return clf.classify(texts, behaviour=behaviour), clf.version, None
+    try:
+        loaded_encoder()  # raises when ML is off or the model cannot be loaded
+    except EmbeddingUnavailable:
+        reason = "ml_disabled" if not settings.ML_ENABLED else "model_unavailable"
+        rules = SafetyClassifier(None, RULES_ONLY_VERSION)
+        return rules.classify(texts, behaviour=behaviour), RULES_ONLY_VERSION, reason
+    return clf.classify(texts, encode=encode, behaviour=behaviour), clf.version, None
 
 
 def reset_for_tests() -> None:

@@ -81,3 +81,22 @@ def test_train_safety_registers_a_version_that_then_serves(stand_in: Path, tenan
     assert clf.version == version.label
     (res,) = clf.classify(["WINNER!! claim your free prize, call 09061701461 now"], encode=fake_encode)
     assert res.evidence["spam_scam"]["model_score"] is not None
+
+
+def test_with_ml_off_the_trained_heads_step_aside_for_the_rules(
+    stand_in: Path, tenant: Any, settings: Any, service_client: Any
+) -> None:
+    call_command("train_safety", "--limit", "300", "--c-grid", "4", "--no-progress", stdout=StringIO())
+    serving.classifier_for(tenant.pk)
+    serving._holders[tenant.pk].wait(30)
+    text = "WINNER!! claim your free prize, call 09061701461 now"
+    on = service_client.post("/api/v1/ml/safety/classify", {"texts": [text]}, format="json")
+    assert on.status_code == 200 and on.json()["fallback"] is None
+    assert on.json()["results"][0]["evidence"]["spam_scam"]["model_score"] is not None
+    settings.ML_ENABLED = False
+    off = service_client.post("/api/v1/ml/safety/classify", {"texts": [text]}, format="json")
+    assert off.status_code == 200
+    body = off.json()
+    assert body["fallback"] == "ml_disabled" and body["model_version"] == serving.RULES_ONLY_VERSION
+    assert body["results"][0]["evidence"]["spam_scam"]["model_score"] is None
+    assert body["results"][0]["labels"]["spam_scam"] > 0  # the rules still flag it

@@ -12,10 +12,13 @@ reproducible and CI cannot flake on a new random draw.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -32,14 +35,22 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def fuzz_credentials(tenant: Tenant, make_profile) -> dict[str, str]:
+def fuzz_credentials(tenant: Tenant, make_profile) -> Iterator[dict[str, str]]:
     user = make_profile()
     for i in range(3):
         make_profile(gender="man", seeking=["woman"], bio=f"fuzz candidate {i}")
-    return {
-        "serviceKey": service_key_create(tenant=tenant, name="fuzz").raw,
-        "userToken": user_token_issue(profile=user).raw,
-    }
+    # schemathesis calls the WSGI app directly: like Django's test client, keep the request
+    # signals from closing the test's database connection (it holds the test transaction).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield {
+            "serviceKey": service_key_create(tenant=tenant, name="fuzz").raw,
+            "userToken": user_token_issue(profile=user).raw,
+        }
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 def load_schema() -> Any:

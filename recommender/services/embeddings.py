@@ -54,7 +54,7 @@ _encoders: dict[tuple[str, str, str], BioEncoder | str] = {}
 _encoders_lock = threading.Lock()
 
 
-def _encoder() -> BioEncoder:
+def loaded_encoder() -> BioEncoder:
     if not settings.ML_ENABLED:
         raise EmbeddingUnavailable("ML is disabled (ML_ENABLED=false)")
     key = (settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE, settings.EMBEDDING_BACKEND)
@@ -82,7 +82,7 @@ def _load_encoder(model: str, device: str, backend: str) -> BioEncoder | str:
 def ml_available() -> bool:
     """True when ML is enabled and the configured model loads (tried once per process)."""
     try:
-        _encoder()
+        loaded_encoder()
     except EmbeddingUnavailable:
         return False
     return True
@@ -90,19 +90,19 @@ def ml_available() -> bool:
 
 def encode_texts(texts: Sequence[str]) -> np.ndarray:
     """(n, dim) float32 unit rows; raises EmbeddingUnavailable."""
-    return _encoder().encode(list(texts))
+    return loaded_encoder().encode(list(texts))
 
 
 def embedding_dim() -> int:
     """Dimension of the configured model's vectors; raises EmbeddingUnavailable."""
-    return _encoder().dim
+    return loaded_encoder().dim
 
 
 def profile_embedding_text(profile: Profile) -> str:
     return profile_text(profile.bio, profile.prompts or ())
 
 
-def _text_hash(text: str) -> str:
+def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -243,7 +243,7 @@ def _plan_chunk(profiles: Iterable[Profile], existing: dict[int, tuple[str, str]
                 plan.delete_rows.append(p.pk)
                 plan.invalidate.append(key)
             continue
-        digest = _text_hash(text)
+        digest = text_hash(text)
         if force or existing.get(p.pk) != (digest, model):
             plan.compute.append((p, text, digest))
             plan.invalidate.append(key)

@@ -27,7 +27,6 @@ the feed's fallback signals (structured score, Elo, liked-you), each saying so i
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -68,6 +67,7 @@ from recommender.services.embeddings import (
     ml_available,
     profile_embedding_text,
     profile_vectors,
+    text_hash,
 )
 from recommender.services.feed import FEED_VERSION, HISTORY_PER_ACTION, profile_features
 
@@ -93,11 +93,6 @@ def ml_fallback() -> str | None:
     if not ml_available():
         return "model_unavailable"
     return None
-
-
-def _text_hash(text: str) -> str:
-    # the definition services.embeddings stores in ProfileEmbedding.text_hash
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- profiles
@@ -130,7 +125,7 @@ def _resolve(tenant: Tenant, external_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
             text
             and stored is not None
             and stored.model_name == settings.EMBEDDING_MODEL
-            and stored.text_hash == _text_hash(text)
+            and stored.text_hash == text_hash(text)
         )
         out[profile.external_id] = _Resolved(profile=profile, text=text, fresh=fresh)
     return out
@@ -762,7 +757,7 @@ def _embedding_status() -> dict[str, Any]:
     try:
         # The encoder the API and the feed use (loaded once per process; a failed load is
         # remembered with its reason, not retried on every call).
-        encoder = embedding_service._encoder()
+        encoder = embedding_service.loaded_encoder()
     except EmbeddingUnavailable as exc:
         status["error"] = str(exc)[:300]
         return status
