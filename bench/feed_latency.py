@@ -320,16 +320,6 @@ class SwipeArrays:
     seconds: np.ndarray  # (s,) offset from the history's start
 
 
-SWIPE_COLUMNS = (
-    "tenant_id",
-    "user_id",
-    "candidate_id",
-    "action",
-    "duration_ms",
-    "session_id",
-    "occurred_at",
-    "received_at",
-)
 IMPRESSION_COLUMNS = (
     "tenant_id", "user_id", "candidate_id", "position", "context_hash", "model_version", "experiment_arm",
     "occurred_at", "received_at",
@@ -392,6 +382,7 @@ def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -
     from django.utils import timezone
 
     from recommender.models import Impression, Match, Swipe
+    from recommender.services.bulk_load import SWIPE_COLUMNS
 
     start = timezone.now() - timedelta(days=HISTORY_DAYS)
     rng = np.random.default_rng([seed, 102])

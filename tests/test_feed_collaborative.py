@@ -94,7 +94,8 @@ def test_with_a_dominant_model_weight_the_order_follows_the_model(demo: Tenant, 
     settings.ML_COLLABORATIVE_WEIGHT = 1e6  # the signals' share of the pool becomes negligible
     settings.ML_EXPLORATION_SHARE = 0.0
     collaborative_wait(demo.pk)
-    for user in _active_swipers(demo, 5):
+    ordered = 0
+    for user in _active_swipers(demo, 10):
         items = feed_for(tenant=demo, user=user, count=10, log_impressions=False).items
         fused = [
             2 * a * b / (a + b) if not c["liked_you"] else None
@@ -104,7 +105,8 @@ def test_with_a_dominant_model_weight_the_order_follows_the_model(demo: Tenant, 
         ranked = [f for f in fused if f is not None]
         # components are rounded to 4 decimals in the answer: allow that much between neighbours
         assert all(a >= b - 1e-3 for a, b in itertools.pairwise(ranked))
-        assert len(ranked) >= 2
+        ordered += len(ranked) >= 5
+    assert ordered >= 3  # users whose feeds had enough model-ranked items to check an order
 
 
 def test_without_the_model_the_feed_says_so_and_still_serves(demo: Tenant, tmp_path: Path, settings: Any) -> None:

@@ -130,9 +130,13 @@ class CollaborativeServing:
         if n == 0 or n > CF_EXACT_MAX_ITEMS or k <= 0:
             return np.empty(0, dtype=np.int64)
         row = int(self.rows(np.asarray([user_pk], dtype=np.int64))[0])
-        items = np.arange(n, dtype=np.int64)
-        user = np.full(n, row, dtype=np.int64)
-        uv, vu = self.pair_logits(user, items), self.pair_logits(items, user)  # (n,), (n,)
+        against_all = getattr(self.model, "logits_for_user", None)
+        if against_all is not None:
+            uv, vu = against_all(row)  # (n,), (n,): two matrix-vector products
+        else:
+            items = np.arange(n, dtype=np.int64)
+            user = np.full(n, row, dtype=np.int64)
+            uv, vu = self.pair_logits(user, items), self.pair_logits(items, user)
         score = fuse(_sigmoid(uv), _sigmoid(vu), fusion_method)
         score[np.isnan(score)] = -np.inf
         if row >= 0:

@@ -60,6 +60,8 @@ class LogisticMF(FactorModel):
 
     user_bias: torch.Tensor  # [n_users]
     global_bias: torch.Tensor  # [1]
+    # numpy copies for serving (taste, appeal, user_bias, bias padded with a zero row, global)
+    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None
 
     def _setup(self, data: Interactions) -> None:
         cfg = self.config
@@ -105,6 +107,7 @@ class LogisticMF(FactorModel):
             (loss + reg).backward()
             self._optimizer.step()
             total += loss.item() * idx.size
+        self._arrays = None  # parameters moved: the serving arrays are stale
         return total / n
 
     def fit(self, data: Interactions, *, validate: Any = None, progress: bool = False) -> list[EpochRecord]:
@@ -113,6 +116,7 @@ class LogisticMF(FactorModel):
         for name in ("taste", "appeal", "bias", "user_bias", "global_bias"):
             setattr(self, name, getattr(self, name).detach().clone())
         del self._optimizer
+        self._arrays = None
         return history
 
     # --- state ---------------------------------------------------------------------------------
@@ -127,6 +131,7 @@ class LogisticMF(FactorModel):
         }
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._arrays = None
         training = hasattr(self, "_optimizer")  # restoring the best epoch mid-fit
         with torch.no_grad():
             for name in ("taste", "appeal", "bias", "user_bias", "global_bias"):
@@ -163,12 +168,44 @@ class LogisticMF(FactorModel):
         Unlike :meth:`score_pairs`, a user without training swipes is not replaced by item
         popularity: their selectivity is taken as average (zero bias) and the candidate's appeal
         still counts, which is what P(v likes u) needs for a candidate v who has not swiped yet.
-        Indices may be -1 for profiles the model never saw.
+        Indices may be -1 for profiles the model never saw. numpy on cached arrays: this runs
+        in every feed request, where torch's per-call overhead would dominate.
         """
-        self._check_fitted()
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64))
-        i = torch.as_tensor(np.asarray(items, dtype=np.int64))
-        with torch.no_grad():
-            z = self._logits(u, i).double().numpy()
+        taste, appeal, user_bias, bias, base = self._serving_arrays()
+        u = np.asarray(users, dtype=np.int64)
+        i = np.asarray(items, dtype=np.int64)
+        # row -1 (unseen) reads the zero row appended at the end of each array
+        z = np.einsum("nf,nf->n", taste[u], appeal[i]) + user_bias[u] + bias[i]  # [n]
         a, b = self.calibration
-        return a * z + b
+        return a * (z.astype(np.float64) + base) + b
+
+    def logits_for_user(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(log-odds row likes each column [n_items], each column's profile likes row [n_items]),
+        calibrated; ``row`` may be -1 (unseen). Two matrix-vector products."""
+        taste, appeal, user_bias, bias, base = self._serving_arrays()
+        n = self.n_items
+        # einsum, not ``@``: a BLAS matrix-vector product wakes its thread pool, which on a busy
+        # 2-core server measured 5-10x slower than this single-threaded loop
+        uv = np.einsum("nf,f->n", appeal[:n], taste[row]) + bias[:n] + user_bias[row]  # [n_items]
+        vu = np.einsum("nf,f->n", taste[:n], appeal[row]) + user_bias[:n] + bias[row]  # [n_items]
+        a, b = self.calibration
+        return a * (uv.astype(np.float64) + base) + b, a * (vu.astype(np.float64) + base) + b
+
+    def _serving_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        self._check_fitted()
+        cached = getattr(self, "_arrays", None)
+        if cached is None or cached[0].shape[0] != self.n_users + 1:
+
+            def padded(t: torch.Tensor) -> np.ndarray:
+                x = t.detach().float().numpy()
+                return np.concatenate([x, np.zeros((1, *x.shape[1:]), dtype=x.dtype)])  # row -1 = zeros
+
+            cached = (
+                padded(self.taste),
+                padded(self.appeal),
+                padded(self.user_bias),
+                padded(self.bias),
+                float(self.global_bias.detach().reshape(-1)[0]),
+            )
+            self._arrays = cached
+        return cached
