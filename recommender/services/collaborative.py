@@ -177,6 +177,8 @@ def _load_version(version: ModelVersion, path: Path) -> CollaborativeServing:
 
 _holders: dict[int, ActiveModel[CollaborativeServing]] = {}
 _holders_lock = threading.Lock()
+_first_load_waited: set[int] = set()
+FIRST_LOAD_WAIT_SECONDS = 30.0
 
 
 def _holder(tenant_id: int) -> ActiveModel[CollaborativeServing]:
@@ -188,8 +190,17 @@ def _holder(tenant_id: int) -> ActiveModel[CollaborativeServing]:
 
 
 def serving_collaborative(tenant_id: int) -> CollaborativeServing | None:
-    """The tenant's loaded active collaborative version, or None (none active, or still loading)."""
-    got = _holder(tenant_id).get()
+    """The tenant's loaded active collaborative version, or None (none active, or still loading).
+
+    The first call of a process for a tenant waits for the first load (up to
+    ``FIRST_LOAD_WAIT_SECONDS``), as the serving index does, so a fresh server or a one-shot
+    command (``recommend``) does not answer its first feeds without the model; later calls
+    never wait, and a new version is swapped in the background."""
+    holder = _holder(tenant_id)
+    if tenant_id not in _first_load_waited:
+        _first_load_waited.add(tenant_id)
+        holder.wait(FIRST_LOAD_WAIT_SECONDS)
+    got = holder.get()
     return got[1] if got is not None else None
 
 
@@ -207,3 +218,4 @@ def collaborative_status(tenant_id: int) -> dict[str, Any]:
 def collaborative_reset_for_tests() -> None:
     with _holders_lock:
         _holders.clear()
+        _first_load_waited.clear()
