@@ -336,7 +336,8 @@ class _UserVectors:
         return any(v is not None for v in (self.liked, self.superliked, self.passed))
 
 
-def _stack(vectors: dict[int, np.ndarray], pks: Sequence[int]) -> np.ndarray | None:
+def stack_vectors(vectors: dict[int, np.ndarray], pks: Sequence[int]) -> np.ndarray | None:
+    """(m, d) float32 of the ``pks`` that have a vector, in order; None when none has."""
     rows = [vectors[pk] for pk in pks if pk in vectors]
     return np.stack(rows).astype(np.float32) if rows else None
 
@@ -350,7 +351,7 @@ def _user_vectors(index: ServingIndex, tenant_id: int, user_id: int, history: Sw
         lookup = profile_vectors(tenant_id=tenant_id, profile_ids=[user_id])
         vectors.update(lookup.vectors)
         from_cache = lookup.misses == 0
-    liked, superliked, passed = (_stack(vectors, g) for g in (history.liked, history.superliked, history.passed))
+    liked, superliked, passed = (stack_vectors(vectors, g) for g in (history.liked, history.superliked, history.passed))
     own = vectors.get(user_id)
     return _UserVectors(
         own=None if own is None else np.asarray(own, dtype=np.float32),
@@ -441,7 +442,7 @@ def _model_version(
     return name[:MODEL_VERSION_MAX]
 
 
-def _collab_logits(
+def collab_logits(
     cf: CollaborativeServing | None, user_pk: int, pks: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(model log-odds u likes v, v likes u), each (n,), or (None, None) without a model."""
@@ -463,7 +464,9 @@ def _ranking(variant: str, scored_components: dict[str, np.ndarray], rng: np.ran
     return rng.random(n)
 
 
-def _item_components(components: dict[str, np.ndarray], i: int, explore: bool) -> dict[str, float | bool | None]:
+def item_components(components: dict[str, np.ndarray], i: int) -> dict[str, float | bool | None]:
+    """Candidate ``i``'s components as the API answers them: bools as bools, NaN as null, floats
+    rounded to 4 decimals."""
     out: dict[str, float | bool | None] = {}
     for name, values in components.items():
         value = values[i]
@@ -471,7 +474,6 @@ def _item_components(components: dict[str, np.ndarray], i: int, explore: bool) -
             out[name] = bool(value)
         else:
             out[name] = None if np.isnan(value) else round(float(value), 4)
-    out["explore"] = explore
     return out
 
 
@@ -554,7 +556,7 @@ def feed_for(
         except EmbeddingUnavailable:
             index, fallback, uv = None, "model_unavailable", None
     with stage("collaborative"):
-        collab_uv, collab_vu = _collab_logits(cf, user.pk, pks)
+        collab_uv, collab_vu = collab_logits(cf, user.pk, pks)
     with stage("score"):
         cands = snap.batch.take(rows)
         similarity, interaction = (
@@ -650,7 +652,7 @@ def _items(
             profile_id=int(pks[i]),
             external_id=alive[int(pks[i])],
             score=round(float(ranking[i]), 6),
-            components=_item_components(components, i, explore),
+            components={**item_components(components, i), "explore": explore},
         )
         for i, explore in flagged
     ]

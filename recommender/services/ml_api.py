@@ -69,7 +69,14 @@ from recommender.services.embeddings import (
     profile_vectors,
     text_hash,
 )
-from recommender.services.feed import FEED_VERSION, HISTORY_PER_ACTION, profile_features
+from recommender.services.feed import (
+    FEED_VERSION,
+    HISTORY_PER_ACTION,
+    collab_logits,
+    item_components,
+    profile_features,
+    stack_vectors,
+)
 
 DEFAULT_ELO = 1500.0
 _HISTORY_ACTIONS: tuple[str, ...] = (SwipeAction.LIKE, SwipeAction.SUPERLIKE, SwipeAction.PASS)
@@ -572,11 +579,6 @@ def _stored_vectors(tenant: Tenant, pks: set[int]) -> dict[int, np.ndarray]:
     return {pk: v for pk, v in found.items() if len(v) == dim}
 
 
-def _stack(vectors: dict[int, np.ndarray], pks: Sequence[int]) -> np.ndarray | None:
-    rows = [vectors[pk] for pk in pks if pk in vectors]
-    return np.stack(rows).astype(np.float32) if rows else None
-
-
 def _failed_filters(ctx: _UserContext, cands: list[Profile], batch: CandidateBatch) -> list[list[str]]:
     """Per candidate, why the feed would not show them (empty: it could)."""
     u = ctx.features
@@ -616,17 +618,6 @@ def _candidate_features(snapshot: StoreSnapshot, cands: list[Profile], pks: np.n
     return CandidateBatch.from_features([profile_features(c) for c in cands], ids=pks)
 
 
-def _components(components: dict[str, np.ndarray], i: int) -> dict[str, float | bool | None]:
-    out: dict[str, float | bool | None] = {}
-    for name, values in components.items():
-        value = values[i]
-        if values.dtype == bool:
-            out[name] = bool(value)
-        else:
-            out[name] = None if np.isnan(value) else round(float(value), 4)
-    return out
-
-
 def _rank_one(
     ctx: _UserContext,
     cands: list[Profile],
@@ -650,14 +641,10 @@ def _rank_one(
         matrix = np.stack([vectors[pk] for pk in pks[have].tolist()]).astype(np.float32)  # (m, d)
         if own is not None:
             similarity[have] = matrix @ own
-        liked, superliked, passed = (_stack(vectors, group) for group in ctx.history)
+        liked, superliked, passed = (stack_vectors(vectors, group) for group in ctx.history)
         if any(g is not None for g in (liked, superliked, passed)):
             interaction[have] = interaction_adjustment(matrix, liked, superliked, passed)
-    collab_uv = collab_vu = None
-    if cf is not None and n:  # the model's log-odds both ways, NaN where it cannot say (as the feed)
-        user_rows = np.repeat(cf.rows(np.array([ctx.user.pk], dtype=np.int64)), n)
-        cand_rows = cf.rows(pks)
-        collab_uv, collab_vu = cf.pair_logits(user_rows, cand_rows), cf.pair_logits(cand_rows, user_rows)
+    collab_uv, collab_vu = collab_logits(cf, ctx.user.pk, pks)  # as the feed: NaN where the model cannot say
     signals = PairSignals(
         similarity=similarity,
         interaction=interaction,
@@ -678,7 +665,7 @@ def _rank_one(
             score=round(float(scored.reciprocal[i]), 6),
             passes_filters=not failed[i],
             failed_filters=failed[i],
-            components=_components(scored.components, i),
+            components=item_components(scored.components, i),
         )
         for position, i in enumerate(order)
     ]
