@@ -56,7 +56,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -180,50 +180,9 @@ def embeddings_method(args: argparse.Namespace) -> str:
 # --- Writing rows fast ------------------------------------------------------------------------
 
 
-def _copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Insert rows with PostgreSQL COPY; returns how many. Only the synthetic population uses it."""
-    from django.db import connection
-
-    count = 0
-    with connection.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _profile_row(tenant_id: int, p: Any, stamp: datetime) -> tuple[Any, ...]:
-    from recommender.models import LIFESTYLE_FIELDS
-
-    attributes = [p.attributes.get(name) for name in LIFESTYLE_FIELDS]
-    # Missing attributes become "" (None for height), exactly what profiles_bulk_create stores.
-    attributes = [
-        v if v is not None or name == "height" else "" for name, v in zip(LIFESTYLE_FIELDS, attributes, strict=True)
-    ]
-    return (
-        tenant_id,
-        uuid.UUID(p.external_id),
-        p.status,
-        p.age,
-        p.gender,
-        json.dumps(p.seeking),
-        p.age_min,
-        p.age_max,
-        float(p.max_distance_km),
-        p.lat,
-        p.lon,
-        p.bio,
-        json.dumps(p.prompts),
-        json.dumps(p.interests),
-        *attributes,
-        stamp,
-        stamp,
-    )
 
 
 def history_stamps(n: int, seed: int) -> list[datetime]:
@@ -245,20 +204,16 @@ def copy_profiles(tenant: Any, population: Sequence[Any], stamps: Sequence[datet
     from django.db import transaction
     from tqdm import tqdm
 
-    from recommender.models import LIFESTYLE_FIELDS, Profile
+    from recommender.models import Profile
+    from recommender.services.bulk_load import PROFILE_COLUMNS, copy_rows, profile_copy_row
 
-    columns = (
-        "tenant_id", "external_id", "status", "age", "gender", "seeking", "age_min", "age_max",
-        "max_distance_km", "lat", "lon", "bio", "prompts", "interests", *LIFESTYLE_FIELDS,
-        "created_at", "updated_at",
-    )  # fmt: skip
+    columns = PROFILE_COLUMNS
     with tqdm(total=len(population), desc="profiles (COPY)", unit="profile") as bar:
         for start in range(0, len(population), COPY_CHUNK):
             chunk = range(start, min(start + COPY_CHUNK, len(population)))
             with transaction.atomic():
-                _copy_rows(
-                    Profile._meta.db_table, columns, (_profile_row(tenant.pk, population[i], stamps[i]) for i in chunk)
-                )
+                rows = (profile_copy_row(tenant.pk, population[i], stamps[i]) for i in chunk)
+                copy_rows(Profile._meta.db_table, columns, rows)
             bar.update(len(chunk))
 
 
@@ -382,7 +337,7 @@ def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -
     from django.utils import timezone
 
     from recommender.models import Impression, Match, Swipe
-    from recommender.services.bulk_load import SWIPE_COLUMNS
+    from recommender.services.bulk_load import SWIPE_COLUMNS, copy_rows
 
     start = timezone.now() - timedelta(days=HISTORY_DAYS)
     rng = np.random.default_rng([seed, 102])
@@ -393,7 +348,7 @@ def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -
     now = timezone.now()
     users, cands = pks[swipes.user].tolist(), pks[swipes.candidate].tolist()
     with transaction.atomic():
-        n_swipes = _copy_rows(
+        n_swipes = copy_rows(
             Swipe._meta.db_table,
             SWIPE_COLUMNS,
             (
@@ -409,7 +364,7 @@ def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -
                 )
             ),
         )
-        _copy_rows(
+        copy_rows(
             Impression._meta.db_table,
             IMPRESSION_COLUMNS,
             (
@@ -420,7 +375,7 @@ def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -
             ),
         )
         matches = _mutual_likes(swipes, pks, times)
-        _copy_rows(
+        copy_rows(
             Match._meta.db_table,
             ("tenant_id", "user_a_id", "user_b_id", "match_type", "occurred_at", "received_at"),
             ((tenant.pk, a, b, kind, t, now) for a, b, kind, t in matches),
@@ -457,23 +412,6 @@ def minilm_embeddings(pks: np.ndarray) -> dict:
     return {"method": "MiniLM embeddings_upsert", "computed": computed}
 
 
-def synthetic_vectors(population: Sequence[Any], dim: int, seed: int) -> np.ndarray:
-    """(n, dim) float32 unit rows: a random topic vector per interest tag, summed, plus noise."""
-    from scipy import sparse
-
-    rng = np.random.default_rng([seed, 103])
-    vocabulary = sorted({tag for p in population for tag in p.interests})
-    column = {tag: i for i, tag in enumerate(vocabulary)}
-    indptr = np.cumsum([0, *(len(p.interests) for p in population)])
-    indices = np.fromiter((column[t] for p in population for t in p.interests), dtype=np.int64, count=indptr[-1])
-    shape = (len(population), len(vocabulary))
-    membership = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape)
-    topics = rng.standard_normal((len(vocabulary), dim), dtype=np.float32)
-    vectors = np.asarray(membership @ topics) + 0.7 * rng.standard_normal((len(population), dim), dtype=np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors.astype("<f4")
-
-
 def copy_embeddings(
     tenant: Any, population: Sequence[Any], pks: np.ndarray, stamps: Sequence[datetime], seed: int
 ) -> dict:
@@ -484,9 +422,10 @@ def copy_embeddings(
 
     from recommender.ml.embeddings import profile_text
     from recommender.models import ProfileEmbedding
+    from recommender.services.bulk_load import copy_rows, synthetic_vectors
 
     dim = 384  # all-MiniLM-L6-v2's width, so the index and the feed see the production shape
-    vectors = synthetic_vectors(population, dim, seed)
+    vectors = synthetic_vectors(population, seed, dim)
     written = 0
     columns = ("profile_id", "tenant_id", "model_name", "dim", "vector", "text_hash", "updated_at")
     with tqdm(total=len(population), desc="embeddings (synthetic, COPY)", unit="profile") as bar:
@@ -499,7 +438,7 @@ def copy_embeddings(
                     vector = vectors[i].tobytes()
                     rows.append((int(pks[i]), tenant.pk, settings.EMBEDDING_MODEL, dim, vector, digest, stamps[i]))
             with transaction.atomic():
-                written += _copy_rows(ProfileEmbedding._meta.db_table, columns, rows)
+                written += copy_rows(ProfileEmbedding._meta.db_table, columns, rows)
             bar.update(min(COPY_CHUNK, len(population) - start))
     return {"method": "synthetic topic vectors + COPY", "written": written, "dim": dim}
 
