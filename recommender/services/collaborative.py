@@ -56,9 +56,12 @@ class CollaborativeServing:
     model: Recommender
     ids: IdMap
     row_of_pk: dict[int, int] = field(default_factory=dict)  # -1: the model never saw the profile
-    pk_of_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1: not in the tenant
+    pk_of_row: np.ndarray = field(init=False)  # (columns,) profile pk of each model column, -1: not mapped
     complete: bool = False  # every profile of the tenant has been mapped
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.pk_of_row = np.full(len(self.ids), -1, dtype=np.int64)
 
     @property
     def model_name(self) -> str:
@@ -76,8 +79,6 @@ class CollaborativeServing:
 
     def map_tenant(self) -> None:
         """Map every profile of the tenant (called once, when the version loads)."""
-        if len(self.pk_of_row) != len(self.ids):
-            self.pk_of_row = np.full(len(self.ids), -1, dtype=np.int64)
         rows = list(Profile.objects.filter(tenant_id=self.tenant_id).values_list("pk", "external_id").iterator())
         self._map(rows)
         self.complete = True
@@ -163,7 +164,6 @@ def _load_version(version: ModelVersion, path: Path) -> CollaborativeServing:
     serving = CollaborativeServing(
         version=version.label, tenant_id=version.tenant_id, model=model, ids=IdMap(np.asarray(extra["ids"]))
     )
-    serving.pk_of_row = np.full(len(serving.ids), -1, dtype=np.int64)
     if connection.vendor == "sqlite":
         # SQLite (the embedded mode) locks tables across threads: the first request maps the
         # tenant instead, which at embedded sizes costs milliseconds.
