@@ -49,7 +49,7 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from bench.collab import simulated_swipes, time_split
+from bench.collab import profile_features, simulated_swipes, time_split
 from bench.common import REPO_DIR, format_table, machine_info, write_result
 from recommender.ml.collab import (
     ALS,
@@ -125,24 +125,6 @@ def bio_embeddings(texts: list[str]) -> np.ndarray:
     bar.close()
     np.save(path, vectors)
     return vectors
-
-
-def profile_features(population: list[Any]) -> list[ProfileFeatures]:
-    return [
-        ProfileFeatures(
-            age=p.age,
-            gender=p.gender,
-            seeking=tuple(p.seeking),
-            age_min=p.age_min,
-            age_max=p.age_max,
-            max_distance_km=float(p.max_distance_km),
-            lat=p.lat,
-            lon=p.lon,
-            interests=frozenset(p.interests),
-            attributes=p.attributes,
-        )
-        for p in population
-    ]
 
 
 # --- evaluation -------------------------------------------------------------------------------------

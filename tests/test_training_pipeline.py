@@ -93,6 +93,15 @@ def test_pipeline_end_to_end(tenant: Tenant, tmp_path: Path, settings: object) -
     assert all(0.0 <= point["val_ndcg@10"] <= 1.0 for point in metrics["curve"])
     assert metrics["val_ndcg@10"] == max(point["val_ndcg@10"] for point in metrics["curve"])
     assert json.loads((artifact / "config.json").read_text())["factors"] == 16
+    # ALS's collective-MF term gets the profiles' attributes (not the bio columns), so every
+    # profile of the tenant has factors, swipes or not.
+    assert metrics["feature_columns"] > 0
+    from recommender.ml.collab import ALS, load_recommender
+
+    als = load_recommender(artifact / "model.pt")
+    assert isinstance(als, ALS) and als.has_features
+    assert als.knows_users(np.arange(als.n_users)).all()
+    assert (als.user_activity == 0).any()  # some profiles have no train swipe and are still known
     from registry.models import ModelVersion
 
     version = ModelVersion.objects.get(tenant=tenant, model_type="collaborative")

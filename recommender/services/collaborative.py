@@ -11,8 +11,9 @@ model never saw maps to -1 and is cold).
 Signals: :meth:`CollaborativeServing.pair_logits` gives calibrated log-odds of P(u likes v) for
 aligned pairs, and so, with the pairs swapped, of P(v likes u). Models with a ``pair_logits``
 method of their own (the logistic model ``lmf``) answer for cold profiles too (average
-selectivity and appeal); for the others a pair with a cold swiper is unavailable (NaN), because
-their cold fallback (popularity) is not a probability.
+selectivity and appeal); for the others a pair with a swiper the model does not know is
+unavailable (NaN), because their cold fallback (popularity) is not a probability. ALS fitted with
+side features knows every profile it had attributes for, swipes or not.
 
 Candidates: :meth:`CollaborativeServing.reciprocal_candidates` fuses both directions for the
 user against every column (exact; the catalogue is at most ``CF_EXACT_MAX_ITEMS`` columns,
@@ -108,9 +109,8 @@ class CollaborativeServing:
         if own is not None:
             return np.asarray(own(user_rows, item_rows), dtype=np.float64)
         out = np.full(len(user_rows), np.nan)
-        activity = self.model.user_activity.numpy()
         ok = (user_rows >= 0) & (item_rows >= 0)
-        ok[ok] = activity[user_rows[ok]] > 0
+        ok[ok] = self.model.knows_users(user_rows[ok])
         if ok.any():
             p = np.clip(self.model.like_probability(user_rows[ok], item_rows[ok]), 1e-6, 1 - 1e-6)
             out[ok] = np.log(p / (1 - p))

@@ -28,9 +28,13 @@ def profile_hashes(profiles: list[Profile]) -> np.ndarray:
     return np.asarray([export_hash(p.external_id) for p in profiles], dtype=str)
 
 
-def side_features(ids: IdMap, profiles: list[Profile]) -> np.ndarray:
-    """[len(ids), f] float32 side features of the profiles behind ``ids``."""
+def side_features(ids: IdMap, profiles: list[Profile], *, with_bio: bool = True) -> np.ndarray:
+    """[len(ids), f] float32 side features of the profiles behind ``ids``; without ``with_bio`` the
+    bio-embedding columns are zeros (constant columns carry nothing once standardised)."""
     hashes = profile_hashes(profiles)
+    if not with_bio:
+        rows = profile_feature_matrix([profile_features(p) for p in profiles], None)
+        return _by_id(ids, hashes, rows)
     vectors = {
         pk: vector_from_bytes(raw)
         for pk, raw in ProfileEmbedding.objects.filter(profile__in=[p.pk for p in profiles]).values_list(
@@ -44,6 +48,12 @@ def side_features(ids: IdMap, profiles: list[Profile]) -> np.ndarray:
         if v is not None and v.size == dim:
             bio[row] = v
     rows = profile_feature_matrix([profile_features(p) for p in profiles], bio, bio_dim=dim)
+    return _by_id(ids, hashes, rows)
+
+
+def _by_id(ids: IdMap, hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``rows`` (one per profile, in ``hashes`` order) placed at their rows of ``ids`` (zeros for
+    ids without a profile)."""
     out = np.zeros((len(ids), rows.shape[1]), dtype=np.float32)
     where = ids.index(hashes, missing=-1)
     known = where >= 0

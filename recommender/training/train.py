@@ -160,7 +160,9 @@ def _register(
     return str(version.id)
 
 
-def _with_side_features(data: SplitData, tenant_slug: str | None) -> tuple[SplitData, dict[str, Any]]:
+def _with_side_features(
+    data: SplitData, tenant_slug: str | None, *, with_bio: bool = True
+) -> tuple[SplitData, dict[str, Any]]:
     """The splits re-mapped over every profile of the tenant (plus any id in the events), with
     side features attached to train (the only split a model fits on)."""
     from recommender.training.features import profile_hashes, side_features, tenant_profiles, tenant_slug_of
@@ -168,7 +170,7 @@ def _with_side_features(data: SplitData, tenant_slug: str | None) -> tuple[Split
     profiles = tenant_profiles(tenant_slug_of(tenant_slug))
     ids = IdMap(np.concatenate([data.ids.ids.astype(str), profile_hashes(profiles)]))
     remapped = splits_load(data.data_dir, ids=ids)
-    features = side_features(ids, profiles)
+    features = side_features(ids, profiles, with_bio=with_bio)
     remapped.train = remapped.train.with_features(features)
     with_bio = int((features[:, -1] > 0).sum())
     return remapped, {"feature_columns": int(features.shape[1]), "profiles_with_bio": with_bio}
@@ -210,6 +212,9 @@ def collaborative_train(
     features_info: dict[str, Any] = {}
     if model in FEATURE_MODELS:
         data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"))
+    elif getattr(config, "side_weight", 0.0) > 0:
+        # ALS's collective-MF term: profile attributes only (bio columns swamp it, bench.collab).
+        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"), with_bio=False)
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
     recommender = model_class(model)(config)

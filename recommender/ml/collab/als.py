@@ -13,6 +13,15 @@ solves exactly (O(nnz_u f^2 + f^3) per row); ``cg`` (default, as in the implicit
 Takacs et al. 2011) runs a few conjugate-gradient steps warm-started at the previous factors
 and never forms A_u (O(nnz_u f) per step). Rows are processed in batches of similar length
 padded to a common width, so the per-row work becomes a few batched matmuls in torch.
+
+Side features (``side_weight`` > 0 and ``Interactions`` carrying features): collective matrix
+factorisation (Singh & Gordon, KDD 2008). Each profile's standardised feature row must also be
+reconstructed from its factors, ``side_weight * (|F_u - Z x_u|^2 + |G_i - W y_i|^2)`` with
+loadings Z (taste side) and W (appeal side), so profiles that look alike get nearby factors. This
+adds ``side_weight * Z^T Z`` to the shared Gram matrix and ``side_weight * Z^T F_u`` to each row's
+right-hand side, so an epoch costs two small dense matmuls more; the loadings are ridge
+solutions given the factors. A profile with no interactions (a cold user or candidate) gets its
+factors from its features alone instead of falling back to popularity.
 """
 
 from __future__ import annotations
@@ -38,20 +47,40 @@ class ALSConfig(RecommenderConfig):
     solver: str = "cg"  # "cg": a few conjugate-gradient steps (Takacs et al. 2011); "cholesky": exact
     cg_steps: int = 3  # warm-started from the previous epoch, so a few steps suffice
     batch_elements: int = 4_000_000  # cap on gathered floats (rows x width x factors) per solve batch
+    # Weight of the side-feature reconstruction (collective MF, see the module docs); 0 = ignore
+    # features. Only used when the training Interactions carry side features (the train
+    # pipeline attaches profile attributes; interaction files alone have none). 0.03 was chosen
+    # on validation in bench.collab.
+    side_weight: float = 0.03
 
     def __post_init__(self) -> None:
         if self.solver not in ("cg", "cholesky"):
             raise ValueError(f"solver must be 'cg' or 'cholesky', not {self.solver!r}")
+        if self.side_weight < 0:
+            raise ValueError("side_weight must be >= 0")
+
+
+@dataclass
+class _Batch:
+    """Rows of similar length, padded to the widest: the unit of one batched solve."""
+
+    rows: torch.Tensor  # [B] int64 row indices
+    cols: torch.Tensor  # [B, L] int64 column of each entry (0 on padding)
+    conf: torch.Tensor  # [B, L] c - 1 (0 on padding)
+    rhs: torch.Tensor  # [B, L] c * p (0 on padding)
 
 
 @dataclass
 class _Side:
-    """One direction of the problem in CSR form (rows are solved, columns are fixed)."""
+    """One direction of the problem (rows are solved, columns are fixed). The sparsity pattern
+    never changes between epochs, so the padded batches are laid out once, at setup."""
 
-    indptr: np.ndarray
-    indices: torch.Tensor  # [nnz] int64
-    conf: torch.Tensor  # [nnz] c - 1
-    rhs: torch.Tensor  # [nnz] c * p
+    batches: list[_Batch]
+    empty_rows: torch.Tensor  # [E] rows without any entry
+    rows: torch.Tensor  # [nnz] row of each entry (CSR order), for the loss
+    cols: torch.Tensor  # [nnz]
+    conf: torch.Tensor  # [nnz]
+    rhs: torch.Tensor  # [nnz]
 
 
 def _cholesky(gram: torch.Tensor, y: torch.Tensor, conf: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -90,14 +119,45 @@ def _conjugate_gradient(
     return x
 
 
-def _side(m: sp.csr_matrix, alpha: float, pass_confidence: float) -> _Side:
+def _side(m: sp.csr_matrix, alpha: float, pass_confidence: float, factors: int, batch_elements: int) -> _Side:
     w = m.data.astype(np.float32)
     positive = w > 0
     extra = np.where(positive, alpha * w, alpha * pass_confidence * np.abs(w)).astype(np.float32)
     rhs = np.where(positive, 1.0 + extra, 0.0).astype(np.float32)
+    # An entry with c = 1 and p = 0 (a pass at pass_confidence 0) is exactly an unobserved cell,
+    # already counted by the shared Gram matrix: leaving it out changes no solution and saves
+    # most of the work when passes dominate.
+    keep = (extra != 0) | (rhs != 0)
+    lengths = np.bincount(np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))[keep], minlength=m.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices, extra, rhs = m.indices[keep], extra[keep], rhs[keep]
+    rows = np.flatnonzero(lengths)
+    order = rows[np.argsort(lengths[rows], kind="stable")]
+    batches: list[_Batch] = []
+    start = 0
+    while start < order.size:
+        # Rows sorted by length: a batch's widest row is its last, so padding stays small.
+        stop = min(order.size, start + max(1, batch_elements // (int(lengths[order[start]]) * factors)))
+        while stop - start > 1 and (stop - start) * int(lengths[order[stop - 1]]) * factors > batch_elements:
+            stop = start + max(1, batch_elements // (int(lengths[order[stop - 1]]) * factors))
+        batch = order[start:stop]
+        offsets = np.arange(int(lengths[batch[-1]]))
+        mask = offsets[None, :] < lengths[batch][:, None]  # [B, L]
+        pos = np.where(mask, indptr[batch][:, None] + offsets[None, :], 0)
+        batches.append(
+            _Batch(
+                rows=torch.from_numpy(batch.astype(np.int64)),
+                cols=torch.from_numpy(np.where(mask, indices[pos], 0).astype(np.int64)),
+                conf=torch.from_numpy(np.where(mask, extra[pos], 0.0).astype(np.float32)),
+                rhs=torch.from_numpy(np.where(mask, rhs[pos], 0.0).astype(np.float32)),
+            )
+        )
+        start = stop
     return _Side(
-        indptr=m.indptr.astype(np.int64),
-        indices=torch.from_numpy(m.indices.astype(np.int64)),
+        batches=batches,
+        empty_rows=torch.from_numpy(np.flatnonzero(lengths == 0).astype(np.int64)),
+        rows=torch.from_numpy(np.repeat(np.arange(lengths.size), lengths).astype(np.int64)),
+        cols=torch.from_numpy(indices.astype(np.int64)),
         conf=torch.from_numpy(extra),
         rhs=torch.from_numpy(rhs),
     )
@@ -108,6 +168,18 @@ class ALS(FactorModel):
     config_class = ALSConfig
     config: ALSConfig
 
+    def __init__(self, config: ALSConfig | None = None) -> None:
+        super().__init__(config)
+        # Side-feature part (collective MF); empty when the model was fitted without features.
+        self.feat_mean = torch.zeros(0)  # [f] standardisation of the training features
+        self.feat_std = torch.ones(0)  # [f]
+        self.taste_loadings = torch.zeros(0, 0)  # Z: [f, factors], features ~ Z taste
+        self.appeal_loadings = torch.zeros(0, 0)  # W: [f, factors], features ~ W appeal
+
+    @property
+    def has_features(self) -> bool:
+        return self.feat_mean.numel() > 0
+
     def _setup(self, data: Interactions) -> None:
         cfg = self.config
         g = torch.Generator().manual_seed(cfg.seed)
@@ -116,60 +188,126 @@ class ALS(FactorModel):
         self.appeal = torch.randn(n_items, cfg.factors, generator=g) * cfg.init_scale  # [I, f]
         self.bias = torch.zeros(n_items)
         m = data.matrix.tocsr()
-        self._users_side = _side(m, cfg.alpha, cfg.pass_confidence)
-        self._items_side = _side(m.T.tocsr(), cfg.alpha, cfg.pass_confidence)
+        layout = (cfg.alpha, cfg.pass_confidence, cfg.factors, cfg.batch_elements)
+        self._users_side = _side(m, *layout)
+        self._items_side = _side(m.T.tocsr(), *layout)
+        self._user_feats, self._item_feats = self._init_features(data)
+
+    def _init_features(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised [n_users, f] and [n_items, f] features, or [n, 0] when not used."""
+        if self.config.side_weight <= 0 or data.user_features is None or data.item_features is None:
+            self.feat_mean, self.feat_std = torch.zeros(0), torch.ones(0)
+            self.taste_loadings = self.appeal_loadings = torch.zeros(0, self.config.factors)
+            return torch.zeros(data.shape[0], 0), torch.zeros(data.shape[1], 0)
+        uf = torch.from_numpy(np.asarray(data.user_features, dtype=np.float32))
+        itf = torch.from_numpy(np.asarray(data.item_features, dtype=np.float32))
+        both = uf if data.shared else torch.cat([uf, itf])
+        self.feat_mean = both.mean(dim=0)
+        self.feat_std = both.std(dim=0).clamp_min(1e-3)  # constant columns stay 0 after scaling
+        f = uf.shape[1]
+        self.taste_loadings = torch.zeros(f, self.config.factors)
+        self.appeal_loadings = torch.zeros(f, self.config.factors)
+        return self._standardise(uf), self._standardise(itf)
+
+    def _standardise(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != self.feat_mean.numel():
+            raise ValueError(f"features must be [n, {self.feat_mean.numel()}], got {tuple(x.shape)}")
+        return (x - self.feat_mean) / self.feat_std
 
     def _epoch(self, data: Interactions, epoch: int) -> float:
-        self.taste = self._solve(self._users_side, self.appeal, self.taste)
-        self.appeal = self._solve(self._items_side, self.taste, self.appeal)
+        self.taste = self._half_step(self._users_side, self.appeal, self.taste, self._user_feats, self.taste_loadings)
+        if self.has_features:
+            self.taste_loadings = self._loadings(self._user_feats, self.taste)
+        self.appeal = self._half_step(self._items_side, self.taste, self.appeal, self._item_feats, self.appeal_loadings)
+        if self.has_features:
+            self.appeal_loadings = self._loadings(self._item_feats, self.appeal)
         return self._observed_loss()
 
-    def _solve(self, side: _Side, fixed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """Least-squares solution of every row given the fixed factors, [n_rows, f]."""
+    def _half_step(
+        self, side: _Side, fixed: torch.Tensor, current: torch.Tensor, feats: torch.Tensor, loadings: torch.Tensor
+    ) -> torch.Tensor:
+        """Solve one side's rows; with side features their reconstruction term joins the system."""
+        if not self.has_features:
+            return self._solve(side, fixed, current)
+        beta = self.config.side_weight
+        return self._solve(side, fixed, current, beta * loadings.T @ loadings, beta * feats @ loadings)
+
+    def _loadings(self, feats: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """Ridge solution of feats ~ factors @ L^T: L = feats^T X (X^T X + reg/beta I)^-1, [f, k]."""
+        cfg = self.config
+        a = factors.T @ factors + (cfg.regularization / cfg.side_weight) * torch.eye(cfg.factors)  # [k, k]
+        return torch.linalg.solve(a, (feats.T @ factors).T).T  # [f, k]
+
+    def _solve(
+        self,
+        side: _Side,
+        fixed: torch.Tensor,
+        current: torch.Tensor,
+        extra_gram: torch.Tensor | None = None,
+        extra_rhs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Least-squares solution of every row given the fixed factors, [n_rows, f].
+
+        ``extra_gram`` [f, f] and ``extra_rhs`` [n_rows, f] add the side-feature terms; with them
+        a row without interactions is solved from its features alone (one shared system)."""
         cfg = self.config
         f = fixed.shape[1]
-        n_rows = side.indptr.size - 1
-        eye = torch.eye(f)
-        gram = fixed.T @ fixed + cfg.regularization * eye  # [f, f], the YtY trick
-        out = torch.zeros(n_rows, f)
-        lengths = np.diff(side.indptr)
-        rows = np.flatnonzero(lengths)  # rows without data solve to exactly 0 (b = 0)
-        order = rows[np.argsort(lengths[rows], kind="stable")]
-        start = 0
-        while start < order.size:
-            # Rows sorted by length: a batch's widest row is its last, so padding stays small.
-            stop = min(order.size, start + max(1, cfg.batch_elements // (int(lengths[order[start]]) * f)))
-            while stop - start > 1 and (stop - start) * int(lengths[order[stop - 1]]) * f > cfg.batch_elements:
-                stop = start + max(1, cfg.batch_elements // (int(lengths[order[stop - 1]]) * f))
-            batch = order[start:stop]
-            width = int(lengths[batch[-1]])
-            offsets = np.arange(width)
-            mask_np = offsets[None, :] < lengths[batch][:, None]  # [B, L]
-            pos = torch.from_numpy(np.where(mask_np, side.indptr[batch][:, None] + offsets[None, :], 0))
-            mask = torch.from_numpy(mask_np).float()
-            y = fixed[side.indices[pos]]  # [B, L, f]
-            conf = side.conf[pos] * mask  # [B, L] c - 1, 0 on padding
-            b = torch.bmm((side.rhs[pos] * mask).unsqueeze(1), y).squeeze(1)  # [B, f] Y^T C p
+        gram = fixed.T @ fixed + cfg.regularization * torch.eye(f)  # [f, f], the YtY trick
+        if extra_gram is not None:
+            gram = gram + extra_gram
+        out = torch.zeros(current.shape[0], f)
+        if extra_rhs is not None and side.empty_rows.numel():
+            out[side.empty_rows] = torch.linalg.solve(gram, extra_rhs[side.empty_rows].T).T
+        # Without side features, rows without data solve to exactly 0 (b = 0).
+        for batch in side.batches:
+            y = fixed[batch.cols]  # [B, L, f]
+            b = torch.bmm(batch.rhs.unsqueeze(1), y).squeeze(1)  # [B, f] Y^T C p
+            if extra_rhs is not None:
+                b = b + extra_rhs[batch.rows]
             if cfg.solver == "cholesky":
-                x = _cholesky(gram, y, conf, b)
+                x = _cholesky(gram, y, batch.conf, b)
             else:
-                x = _conjugate_gradient(gram, y, conf, b, current[torch.from_numpy(batch)], cfg.cg_steps)
-            out[torch.from_numpy(batch)] = x
-            start = stop
+                x = _conjugate_gradient(gram, y, batch.conf, b, current[batch.rows], cfg.cg_steps)
+            out[batch.rows] = x
         return out
 
-    def _observed_loss(self) -> float:
-        """Confidence-weighted squared error on the observed cells, per observed cell (the
+    def _needs_fallback(self, users: torch.Tensor) -> torch.Tensor:
+        # With side features every profile has factors of its own, history or not.
+        if self.has_features:
+            return torch.zeros(users.shape, dtype=torch.bool)
+        return super()._needs_fallback(users)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {
+            **super()._state(),
+            "feat_mean": self.feat_mean,
+            "feat_std": self.feat_std,
+            "taste_loadings": self.taste_loadings,
+            "appeal_loadings": self.appeal_loadings,
+        }
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        super()._load_state(state)
+        # Checkpoints from before side features have none of these keys: a plain ALS.
+        k = self.taste.shape[1]
+        self.feat_mean = state.get("feat_mean", torch.zeros(0)).float().clone()
+        self.feat_std = state.get("feat_std", torch.ones(0)).float().clone()
+        self.taste_loadings = state.get("taste_loadings", torch.zeros(0, k)).float().clone()
+        self.appeal_loadings = state.get("appeal_loadings", torch.zeros(0, k)).float().clone()
+
+    def _observed_loss(self, sample: int = 20_000) -> float:
+        """Confidence-weighted squared error per observed cell, estimated on a fixed sample of
+        at most ``sample`` cells (it is only reported, so it should not cost a full pass; the
         unobserved cells' share is left out: it costs a dense pass and only tracks the norm)."""
         side = self._users_side
-        n = side.indices.numel()
+        n = side.cols.numel()
         if n == 0:
             return 0.0
-        rows = torch.from_numpy(np.repeat(np.arange(side.indptr.size - 1), np.diff(side.indptr)))
-        total = 0.0
-        for s in range(0, n, 1_000_000):
-            r, c = rows[s : s + 1_000_000], side.indices[s : s + 1_000_000]
-            pred = (self.taste[r] * self.appeal[c]).sum(dim=1)
-            pref = (side.rhs[s : s + 1_000_000] > 0).float()
-            total += float(((1.0 + side.conf[s : s + 1_000_000]) * (pref - pred) ** 2).sum())
-        return total / n
+        if n > sample:
+            take = torch.from_numpy(np.random.default_rng(self.config.seed).choice(n, sample, replace=False))
+            r, c, conf, rhs = side.rows[take], side.cols[take], side.conf[take], side.rhs[take]
+        else:
+            r, c, conf, rhs = side.rows, side.cols, side.conf, side.rhs
+        pred = (self.taste[r] * self.appeal[c]).sum(dim=1)
+        return float(((1.0 + conf) * ((rhs > 0).float() - pred) ** 2).mean())

@@ -206,6 +206,11 @@ class Recommender(ABC):
         features (two-tower, GraphSAGE) narrows this down."""
         return self.user_activity[users] == 0
 
+    def knows_users(self, users: np.ndarray | list[int]) -> np.ndarray:
+        """[len(users)] bool: users the model scores itself (not by the popularity fallback)."""
+        self._check_fitted()
+        return ~self._needs_fallback(torch.as_tensor(np.asarray(users, dtype=np.int64))).numpy()
+
     def _popularity_score(self) -> torch.Tensor:
         return torch.log1p(self.popularity.clamp_min(0.0))  # [n_items]
 
