@@ -453,11 +453,15 @@ SPECTACULAR_SETTINGS = {
 
 # --- Embedding backend (issue 9: encoder speed) ---------------------------------------------------
 # How the bio encoder runs (recommender/ml/embeddings.py): "torch" (fp32 PyTorch, the default:
-# cosine >= 0.999 to sentence-transformers), "onnx" (the same fp32 weights through ONNX Runtime with
-# fused attention) or "onnx-int8" (int8 attention projections: cosine >= 0.99 to fp32 and a modest
-# CPU speed-up, see docs/benchmarks.md; stored vectors and the index mix slightly different
-# vectors until re-embedded with `--force`). The ONNX backends run on the CPU; their ONNX file is
-# built offline from the local weights on first use and cached under ARTIFACT_ROOT/embeddings-onnx/.
+# cosine >= 0.999 to sentence-transformers), "torch-bf16" (the same model in bfloat16: ~2.4x on CPUs
+# with AMX, cosine >= 0.999 to fp32; refused, patra.E019, where bf16 is not native), "onnx" (the
+# same fp32 weights through ONNX Runtime with fused attention) or "onnx-int8" (int8 attention
+# projections: cosine >= 0.99 to fp32 and a modest CPU speed-up, see docs/benchmarks.md; stored
+# vectors and the index mix slightly different vectors until re-embedded with `--force`). The ONNX
+# backends run on the CPU; their ONNX file is built offline from the local weights on first use
+# and cached under ARTIFACT_ROOT/embeddings-onnx/.
 EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="torch")
-if EMBEDDING_BACKEND not in {"torch", "onnx", "onnx-int8"}:
-    raise ImproperlyConfigured(f"EMBEDDING_BACKEND={EMBEDDING_BACKEND!r} is not valid; use torch, onnx or onnx-int8.")
+if EMBEDDING_BACKEND not in {"torch", "torch-bf16", "onnx", "onnx-int8"}:
+    raise ImproperlyConfigured(
+        f"EMBEDDING_BACKEND={EMBEDDING_BACKEND!r} is not valid; use torch, torch-bf16, onnx or onnx-int8."
+    )

@@ -4,7 +4,7 @@ Each message names the setting (its environment variable has the same name) and 
 ``manage.py check --deploy`` also loads the embedding model once (patra.E017), so a deployment
 pipeline finds a model that will not load before the first request does.
 
-IDs: patra.E001-E018 errors, patra.W001-W002 warnings (table in docs/operations.md).
+IDs: patra.E001-E019 errors, patra.W001-W002 warnings (table in docs/operations.md).
 """
 
 from __future__ import annotations
@@ -278,8 +278,32 @@ def check_embedding_model(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                     id="patra.E010",
                 )
             )
+    messages.extend(_bf16_messages(device))
     messages.extend(_model_files_messages())
     return messages
+
+
+def _bf16_messages(device: str) -> list[CheckMessage]:
+    """EMBEDDING_BACKEND=torch-bf16 where bf16 is not native: emulated bf16 is slower than fp32."""
+    if settings.EMBEDDING_BACKEND != "torch-bf16":
+        return []
+    from recommender.ml.embeddings import bf16_supported, bf16_unsupported_message, pick_device
+
+    try:
+        resolved = pick_device(device)
+    except ValueError:
+        return []  # an unknown or missing device is E009 / E010 already
+    if bf16_supported(resolved):
+        return []
+    return [
+        Error(
+            f"EMBEDDING_BACKEND='torch-bf16' on EMBEDDING_DEVICE={device!r} ({resolved}): "
+            f"{bf16_unsupported_message(resolved)}.",
+            hint="Set EMBEDDING_BACKEND=torch (fp32, any CPU), or run on a CPU with AMX/AVX512-BF16 "
+            "(Intel Sapphire Rapids or later, AMD Zen 4) or a CUDA GPU with bf16.",
+            id="patra.E019",
+        )
+    ]
 
 
 def _model_files_messages() -> list[CheckMessage]:

@@ -285,7 +285,7 @@ class EmbeddingModelStatusSerializer(serializers.Serializer):
     available = serializers.BooleanField()
     name = serializers.CharField()
     requested_device = serializers.CharField(help_text="EMBEDDING_DEVICE.")
-    backend = serializers.CharField(help_text="EMBEDDING_BACKEND: torch, onnx or onnx-int8.")
+    backend = serializers.CharField(help_text="EMBEDDING_BACKEND: torch, torch-bf16, onnx or onnx-int8.")
     device = serializers.ChoiceField(choices=["cpu", "cuda", "mps"], allow_null=True)
     dimension = serializers.IntegerField(allow_null=True)
     path = serializers.CharField(allow_null=True)

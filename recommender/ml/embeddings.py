@@ -1,4 +1,4 @@
-"""Bio embeddings with all-MiniLM-L6-v2, through plain ``transformers`` or ONNX Runtime.
+"""Bio embeddings with all-MiniLM-L6-v2, through plain ``transformers`` (fp32 or bf16) or ONNX Runtime.
 
 The encoder reproduces sentence-transformers' pipeline for this model (tokenise
 with truncation at 256 tokens, mean pooling over the attention mask, L2
@@ -12,6 +12,14 @@ Backends (``BioEncoder(backend=...)``, the ``EMBEDDING_BACKEND`` setting):
 * ``torch`` (default): the Hugging Face model in fp32 through PyTorch. Agrees with
   sentence-transformers at cosine >= 0.999, as the stored vectors, the index and the safety
   heads assume.
+* ``torch-bf16``: the same model with its weights and activations in bfloat16; mean pooling and
+  L2 normalisation stay in fp32. On CPUs with AMX (Sapphire Rapids and later) oneDNN runs the
+  bf16 matmuls on the AMX tiles: 2.4x sentence-transformers (and our fp32 ``torch``) at 1 thread
+  on the shared 2-core benchmark machine, min cosine 0.9999 to sentence-transformers over 500
+  real bios (docs/benchmarks.md), so stored fp32 vectors stay comparable at the 0.999 level.
+  Needs native bf16 (:func:`bf16_supported`: AMX or AVX512-BF16 on the CPU, or a CUDA GPU with
+  bf16); elsewhere bf16 would be emulated, slower than fp32, so the encoder refuses to load.
+  Opt-in, not the default: the default must run on every CPU.
 * ``onnx``: the same fp32 weights exported to ONNX (``torch.onnx.export``, eager attention, pooling
   and normalisation inside the graph), with ONNX Runtime's BERT fusions (fused attention,
   skip-layer-norm, bias-GELU). Same vectors (cosine ~1.0); no faster than ``torch`` on the
@@ -49,7 +57,8 @@ from transformers import AutoModel, AutoTokenizer
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_NAMES: frozenset[str] = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+BACKENDS: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
+TORCH_BACKENDS: dict[str, torch.dtype] = {"torch": torch.float32, "torch-bf16": torch.bfloat16}
 ONNX_RECIPE_VERSION = 3  # bump when the export/fusion/quantisation recipe changes: new cache key
 ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -110,6 +119,33 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+def _cpu_has_bf16() -> bool:
+    """AMX tiles or AVX512-BF16: the CPU instructions oneDNN uses for bf16 matmuls.
+
+    ``torch.cpu._is_*_supported`` are private (present in torch 2.13); a torch without them
+    counts as no support, so the bf16 backend is refused rather than silently emulated.
+    """
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether ``device`` (cpu, cuda or mps, as :func:`pick_device` returns) runs bf16 natively."""
+    if device == "cpu":
+        return _cpu_has_bf16()
+    if device == "cuda":
+        return _cuda_available() and bool(torch.cuda.is_bf16_supported())
+    return False  # mps: not measured, not offered
+
+
+def bf16_unsupported_message(device: str) -> str:
+    return (
+        f"the 'torch-bf16' embedding backend needs native bfloat16 on device {device!r}: a CPU with AMX "
+        "or AVX512-BF16, or a CUDA GPU with bf16 support. Without it bf16 is emulated and slower than "
+        "fp32; use the 'torch' backend (EMBEDDING_BACKEND=torch)"
+    )
+
+
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
     summed = (hidden * weights).sum(dim=1)  # (b, d)
@@ -147,9 +183,12 @@ class BioEncoder:
         self.batch_size = batch_size
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._session: Any = None
-        if backend == "torch":
+        if backend in TORCH_BACKENDS:
             self.device = pick_device(device)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+            dtype = TORCH_BACKENDS[backend]
+            if dtype == torch.bfloat16 and not bf16_supported(self.device):
+                raise ValueError(bf16_unsupported_message(self.device))
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype)
             self._model = model.to(self.device).eval()
             self.dim: int = int(self._model.config.hidden_size)
         else:
@@ -186,7 +225,9 @@ class BioEncoder:
             self.device
         )
         with torch.inference_mode():
-            hidden = self._model(**enc).last_hidden_state  # (b, t, dim)
+            # pool and normalise in fp32 (a no-op cast for the fp32 model): a bf16 sum over the
+            # tokens would lose the precision the model kept
+            hidden = self._model(**enc).last_hidden_state.float()  # (b, t, dim)
             pooled = _mean_pool(hidden, enc["attention_mask"])  # (b, dim)
             unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return unit.float().cpu().numpy()
@@ -329,7 +370,7 @@ def get_encoder(
 ) -> BioEncoder:
     """Process-wide encoder cache: each (model, device, backend, artifact dir) is loaded once, thread-safely."""
     # the ONNX backends accept "auto"/"cpu" only (BioEncoder raises on any other device)
-    resolved = pick_device(device) if backend == "torch" else ("cpu" if device in ("auto", "cpu") else device)
+    resolved = pick_device(device) if backend in TORCH_BACKENDS else ("cpu" if device in ("auto", "cpu") else device)
     key = (str(resolve_model_path(name)), resolved, backend, str(artifact_dir or ""))
     with _encoders_lock:  # held while loading so two threads never load twice
         if key not in _encoders:
