@@ -43,6 +43,8 @@ class VersionStatus(models.TextChoices):
 
 
 ACTIVATABLE = (VersionStatus.READY, VersionStatus.RETIRED)
+# Versions whose artifact can be served (an experiment arm need not be the active version).
+SERVABLE = (VersionStatus.READY, VersionStatus.ACTIVE, VersionStatus.RETIRED)
 
 
 class ArtifactFormat(models.TextChoices):

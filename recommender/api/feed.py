@@ -89,6 +89,12 @@ class FeedComponentsSerializer(serializers.Serializer):
     p_user_likes = serializers.FloatField(allow_null=True)
     p_candidate_likes = serializers.FloatField(allow_null=True)
     reciprocal = serializers.FloatField(allow_null=True)
+    ranker = serializers.FloatField(
+        allow_null=True,
+        required=False,
+        help_text="The LightGBM ranker's score, present when a ranker version ordered the feed "
+        "(comparable within one feed only).",
+    )
     explore = serializers.BooleanField(help_text="Drawn at random from the eligible rest (exploration slot).")
 
 

@@ -103,6 +103,8 @@ class StoreSnapshot:
     batch: CandidateBatch  # (n,) rows; batch.ids are Profile pks
     elo: np.ndarray  # (n,) float64 ratings
     like_rate: np.ndarray  # (n,) float64 smoothed share of likes among the swipes each profile gave
+    swipes_given: np.ndarray  # (n,) float64 swipes each profile gave (EloRating counters)
+    likes_given: np.ndarray  # (n,) float64 likes and superlikes among them
     active: np.ndarray  # (n,) bool, status == active when last seen
     created: np.ndarray  # (n,) float64 epoch seconds
     row_of: np.ndarray  # (max_pk + 1,) int64, -1 = not in the store
@@ -203,6 +205,8 @@ class CandidateStore:
         self._arrays: dict[str, np.ndarray] = {}
         self._elo = np.empty(0, dtype=np.float64)
         self._like_rate = np.empty(0, dtype=np.float64)
+        self._swipes_given = np.empty(0, dtype=np.float64)
+        self._likes_given = np.empty(0, dtype=np.float64)
         self._active = np.empty(0, dtype=bool)
         self._created = np.empty(0, dtype=np.float64)
         self._pks = np.empty(0, dtype=np.int64)
@@ -315,6 +319,8 @@ class CandidateStore:
         ok = rows_idx >= 0
         self._elo[rows_idx[ok]] = table[known, 1][ok]
         self._like_rate[rows_idx[ok]] = smoothed_like_rate(table[known, 3][ok], table[known, 2][ok])
+        self._swipes_given[rows_idx[ok]] = table[known, 2][ok]
+        self._likes_given[rows_idx[ok]] = table[known, 3][ok]
         self._pools = None
 
     def _ingest(self, rows: Iterable[tuple[Any, ...]]) -> np.ndarray:
@@ -357,6 +363,8 @@ class CandidateStore:
         self._created[rows] = cols.created[sel]
         self._elo[rows[rows >= self._n]] = EloConfig().initial  # new rows start at the initial rating
         self._like_rate[rows[rows >= self._n]] = PRIOR_LIKE_RATE
+        self._swipes_given[rows[rows >= self._n]] = 0.0
+        self._likes_given[rows[rows >= self._n]] = 0.0
 
     def _encode(self, rows: list[tuple[Any, ...]]) -> _Columns:
         cols = _Columns(len(rows), self._n_words)
@@ -426,6 +434,8 @@ class CandidateStore:
         }
         self._elo = np.full(capacity, EloConfig().initial, dtype=np.float64)
         self._like_rate = np.full(capacity, PRIOR_LIKE_RATE, dtype=np.float64)
+        self._swipes_given = np.zeros(capacity, dtype=np.float64)
+        self._likes_given = np.zeros(capacity, dtype=np.float64)
         self._active = np.zeros(capacity, dtype=bool)
         self._created = np.zeros(capacity, dtype=np.float64)
         self._pks = np.zeros(capacity, dtype=np.int64)
@@ -435,14 +445,26 @@ class CandidateStore:
         if needed <= capacity:
             return
         new_capacity = max(needed, 2 * capacity, 1024)
-        old = (dict(self._arrays), self._elo, self._like_rate, self._active, self._created, self._pks)
+        old = (dict(self._arrays), *self._row_arrays())
         self._allocate(new_capacity)
         for name, arr in old[0].items():
             self._arrays[name][:capacity] = arr
-        new = (self._elo, self._like_rate, self._active, self._created, self._pks)
+        new = self._row_arrays()
         for new_arr, old_arr in zip(new, old[1:], strict=True):
             new_arr[:capacity] = old_arr
         self._snapshot = None
+
+    def _row_arrays(self) -> tuple[np.ndarray, ...]:
+        """The per-row arrays besides the profile fields (grown together)."""
+        return (
+            self._elo,
+            self._like_rate,
+            self._swipes_given,
+            self._likes_given,
+            self._active,
+            self._created,
+            self._pks,
+        )
 
     def _ensure_row_of(self, max_pk: int) -> None:
         if max_pk < len(self._row_of):
@@ -463,6 +485,8 @@ class CandidateStore:
             batch=batch,
             elo=self._elo[:n],
             like_rate=self._like_rate[:n],
+            swipes_given=self._swipes_given[:n],
+            likes_given=self._likes_given[:n],
             active=self._active[:n],
             created=self._created[:n],
             row_of=self._row_of,

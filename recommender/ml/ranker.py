@@ -15,8 +15,10 @@ that lacks one model still gets scores):
 * ``structured``, ``age_fit``, ``distance_score``, ``interests``, ``lifestyle``: the structured
   components of :mod:`recommender.ml.structured` (both ways where they are symmetric);
 * ``elo_user``, ``elo_candidate``: Elo ratings (desirability);
-* activity: ``cand_swipes_given``, ``cand_like_rate`` (v's selectivity), ``cand_likes_received``,
-  ``user_swipes_given``, ``user_like_rate``;
+* activity: ``cand_swipes_given``, ``cand_like_rate`` (v's selectivity), ``user_swipes_given``,
+  ``user_like_rate`` (the counters the feed serves from ``EloRating``; likes *received* are not
+  a feature: the feed has no per-request count of them, and a feature trained on values but
+  served missing would take a branch no training row took);
 * ``liked_you``: 1 when v already liked or superliked u (0 otherwise);
 * demographic compatibility: ``distance_km``, ``age_gap`` (v's age - u's age), ``cand_age``,
   ``age_band_margin`` (how far inside both stated age bands the pair is, in years, the smaller
@@ -55,7 +57,7 @@ RANKER_FORMAT = "patra.ranker/1"
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
 ONNX_FILE = "ranker.onnx"
-SOURCE_MODELS: tuple[str, ...] = ("popularity", "als", "bpr", "two_tower", "graphsage")
+SOURCE_MODELS: tuple[str, ...] = ("popularity", "als", "bpr", "two_tower", "graphsage", "lmf")
 RANKER_FEATURES: tuple[str, ...] = (
     *(f"p_uv_{m}" for m in SOURCE_MODELS),
     *(f"p_vu_{m}" for m in SOURCE_MODELS),
@@ -69,7 +71,6 @@ RANKER_FEATURES: tuple[str, ...] = (
     "elo_candidate",
     "cand_swipes_given",
     "cand_like_rate",
-    "cand_likes_received",
     "user_swipes_given",
     "user_like_rate",
     "liked_you",
@@ -86,17 +87,20 @@ class RankerError(ValueError):
     """Bad ranker input or files; the message says why."""
 
 
-def feature_matrix(columns: Mapping[str, np.ndarray | float | int], n: int) -> np.ndarray:
-    """[n, len(RANKER_FEATURES)] float32 in RANKER_FEATURES order; missing columns are NaN.
+def feature_matrix(
+    columns: Mapping[str, np.ndarray | float | int], n: int, features: Sequence[str] = RANKER_FEATURES
+) -> np.ndarray:
+    """[n, len(features)] float32 in ``features`` order (default RANKER_FEATURES; a loaded ranker
+    passes the list it was trained on); missing columns are NaN.
 
-    ``columns`` maps feature names to [n] arrays (or scalars, broadcast); unknown names raise so a
-    typo cannot silently leave a feature empty.
+    ``columns`` maps feature names to [n] arrays (or scalars, broadcast); names outside
+    RANKER_FEATURES raise so a typo cannot silently leave a feature empty.
     """
     unknown = set(columns) - set(RANKER_FEATURES)
     if unknown:
         raise RankerError(f"unknown ranker features: {sorted(unknown)}")
-    out = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32)
-    for j, name in enumerate(RANKER_FEATURES):
+    out = np.full((n, len(features)), np.nan, dtype=np.float32)
+    for j, name in enumerate(features):
         if name in columns:
             value = np.asarray(columns[name], dtype=np.float32)
             if value.ndim not in (0, 1) or (value.ndim == 1 and value.shape[0] != n):
@@ -248,6 +252,10 @@ class Ranker:
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise RankerError(f"ranker input must be [n, {len(self.features)}], got {x.shape}")
         return x
+
+    def matrix(self, columns: Mapping[str, np.ndarray | float | int], n: int) -> np.ndarray:
+        """[n, F] features in the order this ranker was trained on (see :func:`feature_matrix`)."""
+        return feature_matrix(columns, n, self.features)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """[n] float64 ranking scores (higher first; comparable within a query)."""
@@ -408,6 +416,11 @@ def history_arrays(
     )
 
 
+def smoothed_rate(likes: np.ndarray | float, swipes: np.ndarray | float) -> np.ndarray:
+    """Share of likes among the swipes given, smoothed towards 1/3 (training and feed alike)."""
+    return (np.asarray(likes, dtype=np.float64) + 1.0) / (np.asarray(swipes, dtype=np.float64) + 3.0)
+
+
 def context_features(ctx: RankerContext, user: int, cands: np.ndarray) -> np.ndarray:
     """[len(cands), F] ranker features of ``user`` with each candidate (dense indices)."""
     cands = np.asarray(cands, dtype=np.int64)
@@ -435,10 +448,9 @@ def context_features(ctx: RankerContext, user: int, cands: np.ndarray) -> np.nda
         elo_user=float(ctx.elo[user]),
         elo_candidate=ctx.elo[cands],
         cand_swipes_given=given[cands],
-        cand_like_rate=(ctx.likes_given[cands] + 1.0) / (given[cands] + 3.0),  # smoothed towards 1/3
-        cand_likes_received=ctx.likes_received[cands],
+        cand_like_rate=smoothed_rate(ctx.likes_given[cands], given[cands]),
         user_swipes_given=float(given[user]),
-        user_like_rate=float((ctx.likes_given[user] + 1.0) / (given[user] + 3.0)),
+        user_like_rate=float(smoothed_rate(ctx.likes_given[user], given[user])),
         liked_you=np.asarray(ctx.likes[cands, user].todense()).reshape(-1) > 0,
     )
     return feature_matrix(cols, m)

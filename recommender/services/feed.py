@@ -41,6 +41,11 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
     ``one_way`` (P(u likes v)), ``popularity`` (Elo), ``random`` (a seeded draw; its candidates
     come from the structured pre-filter scan only, so it is a uniform draw of eligible profiles,
     not a shuffle of what the informed sources proposed).
+``ranker``
+    With an active ``ranker`` version (or a ranker experiment's arm) and the ``reciprocal``
+    variant, the LightGBM ranker scores every eligible candidate from the same signals
+    (``recommender.services.ranking``) and its score, answered as the ``ranker`` component,
+    replaces the fusion as the ranking value. Without one (or with ML off) the fusion ranks.
 ``select``
     The top ``count - e`` candidates plus ``e = floor(count * ML_EXPLORATION_SHARE)`` drawn at
     random from the other eligible ones (seeded by tenant, user, day and variant, so a feed is
@@ -52,14 +57,18 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
 ``log``
     The served batch is logged with ``impression_batch_ingest`` (``log_impressions=True``),
     with ``model_version`` naming the feed variant and the index version, e.g.
-    ``feed-v1+index:<version>+cf:<version>``, ``feed-v1-one_way+index:<version>`` or ``feed-v1-fallback``,
-    and ``experiment_arm`` the variant, or the arm's tag when an experiment chose the index.
+    ``feed-v1+index:<version>+cf:<version>+ranker:<version>``, ``feed-v1-one_way+index:<version>``
+    or ``feed-v1-fallback``, and ``experiment_arm`` the variant, or the arm's tag when an
+    experiment chose the index or the ranker.
 
 Experiments: while an ``index`` experiment runs for the tenant, the user's arm (deterministic per
 user, ``registry.experiments``) picks the index version the ANN stages query, and impressions
 record the arm's tag and that version's label. An impression is tagged with an arm only when the
 arm's version served it: if that version cannot be loaded the user gets the active index (and
 ``experiment_arm`` is the variant), so an arm's numbers never mix in another version's feeds.
+A ``ranker`` experiment works the same way for the final scorer. An impression records one arm:
+while an index and a ranker experiment run at once, the ranker arm's tag is recorded, so run
+them one after the other for clean numbers.
 
 Fallback: with ``ML_ENABLED`` off, the model unavailable or no serving index, the feed uses the
 structured score, Elo and the liked-you boost only (sources c to f) and says why in
@@ -104,6 +113,7 @@ from recommender.services.collaborative import (
 from recommender.services.embeddings import EmbeddingUnavailable, ml_available, profile_vectors
 from recommender.services.events import ImpressionBatchIn, impression_batch_ingest
 from recommender.services.index import ServingIndex, serving_index, serving_index_version
+from recommender.services.ranking import RankerChoice, RankerInputs, ranker_for, ranker_reset_for_tests, ranker_scores
 from registry.experiments import experiment_for_impression
 from registry.models import ModelType
 
@@ -430,7 +440,11 @@ def _user_elo(snap: StoreSnapshot, user: Profile) -> float:
 
 
 def _model_version(
-    variant: str, index: ServingIndex | None, fallback: str | None, cf: CollaborativeServing | None = None
+    variant: str,
+    index: ServingIndex | None,
+    fallback: str | None,
+    cf: CollaborativeServing | None = None,
+    ranker: RankerChoice | None = None,
 ) -> str:
     name = FEED_VERSION if variant == "reciprocal" else f"{FEED_VERSION}-{variant}"
     if fallback is not None:
@@ -439,6 +453,8 @@ def _model_version(
         name += f"+index:{index.version}"
     if cf is not None:
         name += f"+cf:{cf.version}"
+    if ranker is not None:
+        name += f"+ranker:{ranker.label}"
     return name[:MODEL_VERSION_MAX]
 
 
@@ -496,9 +512,11 @@ def feed_for(
     log_impressions: bool = True,
     variant: str = "reciprocal",
     use_collaborative: bool = True,
+    use_ranker: bool = True,
 ) -> FeedResult:
-    """The user's feed (the module docs describe the stages). ``use_collaborative=False`` leaves
-    the active collaborative model out (benchmarks compare the feed with and without it)."""
+    """The user's feed (the module docs describe the stages). ``use_collaborative=False`` and
+    ``use_ranker=False`` leave the active collaborative model or ranker out (benchmarks compare
+    the feed with and without them)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown feed variant {variant!r}; expected one of {VARIANTS}")
     if not 1 <= count <= MAX_COUNT:
@@ -584,11 +602,19 @@ def feed_for(
         scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD)
         seed = _seed(tenant.pk, user.pk, timezone.now().date(), variant)
         ranking = _ranking(variant, scored.components, np.random.default_rng(seed), len(rows))
+    ranker = None
+    if variant == "reciprocal" and use_ranker and settings.ML_ENABLED and len(rows):
+        with stage("ranker"):
+            ranker, ranked = _ranker_ranking(tenant, user, user_f, snap, rows, cands, signals, cf)
+        if ranked is not None:
+            ranking = scored.components["ranker"] = ranked
     chosen, explored, alive = _select_live(stage, store, tenant.pk, pks, ranking, count, variant, seed)
     items = _items(chosen, explored, pks, ranking, scored.components, alive)
-    model_version = _model_version(variant, index, fallback, cf)
+    model_version = _model_version(variant, index, fallback, cf, ranker)
     # the arm's version served this feed only if the index survived every stage
     arm = ml.arm if index is not None else None
+    if ranker is not None and ranker.arm is not None:
+        arm = ranker.arm
     if log_impressions and items:
         with stage("log"):
             _log_impressions(tenant, user, items, model_version, variant, arm or variant)
@@ -602,6 +628,43 @@ def feed_for(
         stage_ms=stage.ms,
         experiment_arm=arm,
     )
+
+
+def _ranker_ranking(
+    tenant: Tenant,
+    user: Profile,
+    user_f: ProfileFeatures,
+    snap: StoreSnapshot,
+    rows: np.ndarray,
+    cands: CandidateBatch,
+    signals: PairSignals,
+    cf: CollaborativeServing | None,
+) -> tuple[RankerChoice | None, np.ndarray | None]:
+    """(the ranker that scored, its (n,) scores), or (None, None) when no ranker serves."""
+    choice = ranker_for(tenant, user)
+    if choice is None:
+        return None, None
+    user_row = snap.row_of_pk(user.pk)
+    inputs = RankerInputs(
+        user=user_f,
+        cands=cands,
+        similarity=signals.similarity,
+        collab_model=cf.model_name if cf is not None else None,
+        collab_uv=signals.collab_uv,
+        collab_vu=signals.collab_vu,
+        elo_user=signals.elo_user,
+        elo_candidate=signals.elo_candidate,
+        user_swipes=float(snap.swipes_given[user_row]) if user_row >= 0 else 0.0,
+        user_likes=float(snap.likes_given[user_row]) if user_row >= 0 else 0.0,
+        cand_swipes=snap.swipes_given[rows],
+        cand_likes=snap.likes_given[rows],
+        liked_you=signals.liked_user,
+    )
+    try:
+        return choice, ranker_scores(choice.ranker, inputs)
+    except Exception:  # a ranker that cannot score (e.g. a corrupt file) must not fail the feed
+        logger.exception("ranker %s failed; the fusion ranks this feed", choice.label)
+        return None, None
 
 
 def _select_live(
@@ -680,3 +743,4 @@ def feed_reset_for_tests() -> None:
     between cases)."""
     stores_reset()
     collaborative_reset_for_tests()
+    ranker_reset_for_tests()

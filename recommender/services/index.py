@@ -57,7 +57,7 @@ from recommender.services.embeddings import (
     embeddings_upsert,
     vector_from_bytes,
 )
-from registry.models import ModelType, ModelVersion, VersionStatus
+from registry.models import SERVABLE, ModelType, ModelVersion
 from registry.services import registering
 from registry.serving import ActiveModel
 from registry.storage import artifact_store
@@ -76,7 +76,6 @@ DEFAULT_CREATED_BY = "task:build_index"
 FIRST_LOAD_TIMEOUT = 30.0
 # An experiment arm's index not asked for this long (the experiment ended) is dropped from memory.
 PINNED_IDLE_SECONDS = 600.0
-SERVABLE = (VersionStatus.READY, VersionStatus.ACTIVE, VersionStatus.RETIRED)
 
 
 def tenant_index_dir(slug: str) -> Path:
