@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recommender.ml.collab.base import FactorModel, RecommenderConfig
+from recommender.ml.collab.base import FactorModel, FeatureScaling, RecommenderConfig
 from recommender.ml.collab.data import Interactions
 
 
@@ -163,7 +163,7 @@ def _side(m: sp.csr_matrix, alpha: float, pass_confidence: float, factors: int, 
     )
 
 
-class ALS(FactorModel):
+class ALS(FeatureScaling, FactorModel):
     name = "als"
     config_class = ALSConfig
     config: ALSConfig
@@ -171,14 +171,8 @@ class ALS(FactorModel):
     def __init__(self, config: ALSConfig | None = None) -> None:
         super().__init__(config)
         # Side-feature part (collective MF); empty when the model was fitted without features.
-        self.feat_mean = torch.zeros(0)  # [f] standardisation of the training features
-        self.feat_std = torch.ones(0)  # [f]
         self.taste_loadings = torch.zeros(0, 0)  # Z: [f, factors], features ~ Z taste
         self.appeal_loadings = torch.zeros(0, 0)  # W: [f, factors], features ~ W appeal
-
-    @property
-    def has_features(self) -> bool:
-        return self.feat_mean.numel() > 0
 
     def _setup(self, data: Interactions) -> None:
         cfg = self.config
@@ -194,26 +188,12 @@ class ALS(FactorModel):
         self._user_feats, self._item_feats = self._init_features(data)
 
     def _init_features(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised [n_users, f] and [n_items, f] features, or [n, 0] when not used."""
-        if self.config.side_weight <= 0 or data.user_features is None or data.item_features is None:
-            self.feat_mean, self.feat_std = torch.zeros(0), torch.ones(0)
-            self.taste_loadings = self.appeal_loadings = torch.zeros(0, self.config.factors)
-            return torch.zeros(data.shape[0], 0), torch.zeros(data.shape[1], 0)
-        uf = torch.from_numpy(np.asarray(data.user_features, dtype=np.float32))
-        itf = torch.from_numpy(np.asarray(data.item_features, dtype=np.float32))
-        both = uf if data.shared else torch.cat([uf, itf])
-        self.feat_mean = both.mean(dim=0)
-        self.feat_std = both.std(dim=0).clamp_min(1e-3)  # constant columns stay 0 after scaling
-        f = uf.shape[1]
-        self.taste_loadings = torch.zeros(f, self.config.factors)
-        self.appeal_loadings = torch.zeros(f, self.config.factors)
-        return self._standardise(uf), self._standardise(itf)
-
-    def _standardise(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        if x.ndim != 2 or x.shape[1] != self.feat_mean.numel():
-            raise ValueError(f"features must be [n, {self.feat_mean.numel()}], got {tuple(x.shape)}")
-        return (x - self.feat_mean) / self.feat_std
+        """Standardised [n_users, f] and [n_items, f] features (f = 0 when not used) and zero
+        loadings for them."""
+        uf, itf = self._fit_feature_scaling(data, use=self.config.side_weight > 0)
+        self.taste_loadings = torch.zeros(uf.shape[1], self.config.factors)
+        self.appeal_loadings = torch.zeros(uf.shape[1], self.config.factors)
+        return uf, itf
 
     def _epoch(self, data: Interactions, epoch: int) -> float:
         self.taste = self._half_step(self._users_side, self.appeal, self.taste, self._user_feats, self.taste_loadings)

@@ -401,6 +401,41 @@ def load_recommender(path: str | Path) -> Recommender:
     return model
 
 
+class FeatureScaling:
+    """Side-feature standardisation shared by the models that read features (ALS's collective-MF
+    term, two-tower, GraphSAGE): mean and standard deviation of the training rows, stored in the
+    checkpoint so new profiles are scaled the same way.
+
+    feat_mean / feat_std: [f] (f = 0: the model was fitted without features).
+    """
+
+    feat_mean: torch.Tensor = torch.zeros(0)
+    feat_std: torch.Tensor = torch.ones(0)
+
+    def _fit_feature_scaling(self, data: Interactions, *, use: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised [n_users, f] and [n_items, f] features of ``data``; [n, 0] without any
+        (or when ``use`` is false)."""
+        if not use or data.user_features is None or data.item_features is None:
+            self.feat_mean, self.feat_std = torch.zeros(0), torch.ones(0)
+            return torch.zeros(data.shape[0], 0), torch.zeros(data.shape[1], 0)
+        uf = torch.from_numpy(np.asarray(data.user_features, dtype=np.float32))
+        itf = torch.from_numpy(np.asarray(data.item_features, dtype=np.float32))
+        both = uf if data.shared else torch.cat([uf, itf])
+        self.feat_mean = both.mean(dim=0)
+        self.feat_std = both.std(dim=0).clamp_min(1e-3)  # constant columns stay 0 after scaling
+        return self._standardise(uf), self._standardise(itf)
+
+    def _standardise(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != self.feat_mean.numel():
+            raise ValueError(f"features must be [n, {self.feat_mean.numel()}], got {tuple(x.shape)}")
+        return (x - self.feat_mean) / self.feat_std
+
+    @property
+    def has_features(self) -> bool:
+        return self.feat_mean.numel() > 0
+
+
 class FactorModel(Recommender):
     """A model scoring ``taste[u] . appeal[i] + bias[i]``.
 

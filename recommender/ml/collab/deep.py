@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recommender.ml.collab.base import FactorModel
+from recommender.ml.collab.base import FactorModel, FeatureScaling
 from recommender.ml.collab.data import Interactions
 
 
@@ -41,40 +41,16 @@ def unpack(prefix: str, module: torch.nn.Module, state: dict[str, torch.Tensor])
     module.load_state_dict(own)
 
 
-class InductiveModel(FactorModel):
+class InductiveModel(FeatureScaling, FactorModel):
     """A :class:`FactorModel` whose taste/appeal rows come from a network over side features.
 
     taste:  [n_users, dim] unit rows; appeal: [n_items, dim] unit rows; bias: [n_items] zeros.
     feat_mean / feat_std: [f] the standardisation of the training features (f = 0: none).
     """
 
-    feat_mean: torch.Tensor
-    feat_std: torch.Tensor
-
-    # --- features ------------------------------------------------------------------------------
-
     def _init_features(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised [n_users, f] and [n_items, f] features of ``data`` (f = 0 without any)."""
-        if data.user_features is None or data.item_features is None:
-            self.feat_mean = torch.zeros(0)
-            self.feat_std = torch.ones(0)
-            return torch.zeros(data.shape[0], 0), torch.zeros(data.shape[1], 0)
-        uf = torch.from_numpy(np.asarray(data.user_features, dtype=np.float32))
-        itf = torch.from_numpy(np.asarray(data.item_features, dtype=np.float32))
-        both = uf if data.shared else torch.cat([uf, itf])
-        self.feat_mean = both.mean(dim=0)
-        self.feat_std = both.std(dim=0).clamp_min(1e-3)  # constant columns stay 0 after scaling
-        return self._standardise(uf), self._standardise(itf)
-
-    def _standardise(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        if x.ndim != 2 or x.shape[1] != self.feat_mean.numel():
-            raise ValueError(f"features must be [n, {self.feat_mean.numel()}], got {tuple(x.shape)}")
-        return (x - self.feat_mean) / self.feat_std
-
-    @property
-    def has_features(self) -> bool:
-        return self.feat_mean.numel() > 0
+        return self._fit_feature_scaling(data)
 
     def _needs_fallback(self, users: torch.Tensor) -> torch.Tensor:
         # With side features every profile has a vector of its own, history or not.
