@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
+from recommender.ml.fusion import fuse
 from recommender.ml.ranker import RANKER_FEATURES, Ranker, RankerConfig, feature_matrix
 from recommender.models import Impression, Profile, Swipe, Tenant
 from recommender.services.feed import FeedResult, feed_for
@@ -98,11 +100,15 @@ def test_the_active_ranker_orders_the_feed(demo: Tenant, tmp_path: Path) -> None
         fused = feed_for(tenant=demo, user=user, count=15, log_impressions=False, use_ranker=False)
         assert "+ranker:" + version.label in ranked.model_version and "+ranker" not in fused.model_version
         assert all("ranker" not in i.components for i in fused.items)
-        scores = [i.components["ranker"] for i in ranked.items]
+        # the ranker's P(user likes v) takes the user's side of the reciprocal fusion
+        p_uv = np.asarray([i.components["ranker"] for i in ranked.items])
+        p_vu = np.asarray([i.components["p_candidate_likes"] for i in ranked.items])
+        assert ((p_uv > 0) & (p_uv < 1)).all()
+        scores = [i.score for i in ranked.items]
         assert scores == sorted(scores, reverse=True)
-        assert [i.score for i in ranked.items] == pytest.approx(scores, abs=1e-4)  # components: 4 decimals
-        checked.append((np.asarray(scores), ages(ranked)))
-    # the ranker learnt "older first": the feeds' order follows the candidates' ages
+        assert scores == pytest.approx(fuse(p_uv, p_vu, "harmonic"), abs=1e-3)  # components: 4 decimals
+        checked.append((p_uv, ages(ranked)))
+    # the ranker learnt "older first"
     assert sum(len(v) for _, v in checked) >= 30 and concordance(checked) > 0.8
 
 
@@ -118,7 +124,8 @@ def test_the_ranker_reads_the_swipe_counters_the_feed_serves(demo: Tenant, tmp_p
             .annotate(n=Count("swipes_made", filter=Q(swipes_made__tenant=demo)))
             .values_list("pk", "n")
         )
-        checked.append((np.asarray([i.score for i in result.items]), np.asarray([given[pk] for pk in pks], float)))
+        p_uv = np.asarray([i.components["ranker"] for i in result.items])
+        checked.append((p_uv, np.asarray([given[pk] for pk in pks], float)))
     # a candidate who swiped more ranks higher: the store's counters equal the swipe table
     assert sum(len(v) for _, v in checked) >= 30 and concordance(checked) > 0.8
     assert Swipe.objects.filter(tenant=demo).count() > 0
@@ -148,7 +155,7 @@ def test_a_ranker_experiment_serves_each_arm_its_version(demo: Tenant, tmp_path:
         assert logged.count() == len(result.items)
         assert set(logged.values_list("experiment_arm", flat=True)) <= {arm.tag}
         assert set(logged.values_list("model_version", flat=True)) <= {result.model_version}
-        feeds[arm.name].append((np.asarray([i.score for i in result.items]), ages(result)))
+        feeds[arm.name].append((np.asarray([i.components["ranker"] for i in result.items]), ages(result)))
     assert all(sum(len(v) for _, v in f) >= 20 for f in feeds.values())
     assert concordance(feeds["control"]) > 0.75  # older first
     assert concordance(feeds["treatment"]) < 0.25  # younger first
@@ -176,3 +183,30 @@ def test_ranker_features_follow_the_loaded_rankers_own_list(tmp_path: Path) -> N
     x = ranker.matrix({"cand_age": np.array([20.0, 60.0]), "liked_you": np.array([1.0, 0.0])}, 2)
     assert x.shape == (2, 2) and x[:, 0].tolist() == [20.0, 60.0] and np.isnan(x[:, 1]).all()
     assert len(RANKER_FEATURES) == len(set(RANKER_FEATURES))
+
+
+def test_a_ranker_without_calibration_orders_the_feed_by_its_raw_score(demo: Tenant, tmp_path: Path) -> None:
+    folder = ranker_preferring("cand_age", tmp_path / "old-format")
+    meta = json.loads((folder / "ranker.json").read_text())
+    meta.pop("calibration")  # as saved before rankers were calibrated
+    (folder / "ranker.json").write_text(json.dumps(meta))
+    register_ranker(demo, folder)
+    assert ranker_wait(demo.pk) is not None
+    served = 0
+    for user in swipers(demo, 6):
+        result = feed_for(tenant=demo, user=user, count=10, log_impressions=False)
+        scores = [i.score for i in result.items]
+        assert scores == pytest.approx([i.components["ranker"] for i in result.items], abs=1e-4)
+        assert scores == sorted(scores, reverse=True)
+        served += len(scores)
+    assert served > 0
+
+
+def test_the_ranker_calibration_is_a_like_probability(tmp_path: Path) -> None:
+    ranker = Ranker.load(ranker_preferring("cand_age", tmp_path / "r"))
+    assert ranker.calibration is not None and ranker.calibration[0] > 0  # higher score, likelier like
+    x = ranker.matrix({"cand_age": np.linspace(20, 65, 50)}, 50)
+    p = ranker.like_probability(x)
+    assert p is not None and ((p > 0) & (p < 1)).all()
+    # 4 of every 20 synthetic candidates were liked: the mean probability is near 0.2
+    assert 0.1 < float(p.mean()) < 0.4

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender.ml.collab.base import platt_fit
 from recommender.ml.structured import (
     CandidateBatch,
     ProfileFeatures,
@@ -176,6 +177,10 @@ class Ranker:
         self.booster: Any = None
         self.features: tuple[str, ...] = RANKER_FEATURES
         self.metrics: dict[str, Any] = {}
+        # Platt scaling of the scores to P(like) (like or superlike against the rest), fitted on
+        # the early-stopping groups: lets the feed fuse the ranker's one-way estimate with the
+        # candidate's side. None for rankers saved before it existed.
+        self.calibration: tuple[float, float] | None = None
 
     def _params(self) -> dict[str, Any]:
         c = self.config
@@ -245,6 +250,8 @@ class Ranker:
             curve = record["validation"][key]
             self.metrics[f"val_{key}"] = float(max(curve))
             self.metrics["curve"] = [float(v) for v in curve]
+        cx, cy = (validation[0], validation[1]) if validation is not None else (x, y)
+        self.calibration = platt_fit(self.predict(cx), (np.asarray(cy) > 0).astype(np.float64))
         return self
 
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -266,6 +273,13 @@ class Ranker:
             return np.zeros(0)
         return np.asarray(self.booster.predict(x, num_iteration=self.metrics.get("best_iteration")))
 
+    def like_probability(self, x: np.ndarray) -> np.ndarray | None:
+        """[n] calibrated P(like) of the rows, or None when the ranker has no calibration."""
+        if self.calibration is None:
+            return None
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-np.clip(a * self.predict(x) + b, -50.0, 50.0)))
+
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain", iteration=self.metrics.get("best_iteration"))
         return {name: float(g) for name, g in zip(self.features, gains, strict=True)}
@@ -283,6 +297,7 @@ class Ranker:
             "features": list(self.features),
             "config": asdict(self.config),
             "metrics": self.metrics,
+            "calibration": list(self.calibration) if self.calibration is not None else None,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
@@ -297,6 +312,8 @@ class Ranker:
         ranker = cls(RankerConfig(**{k: v for k, v in meta["config"].items() if k in known}))
         ranker.features = tuple(meta["features"])
         ranker.metrics = {k: v for k, v in meta.get("metrics", {}).items() if k != "best_iteration"}
+        calibration = meta.get("calibration")
+        ranker.calibration = (float(calibration[0]), float(calibration[1])) if calibration else None
         ranker.booster = lgb.Booster(model_file=str(folder / MODEL_FILE))  # saved at its best iteration
         return ranker
 

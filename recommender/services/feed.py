@@ -44,8 +44,9 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
 ``ranker``
     With an active ``ranker`` version (or a ranker experiment's arm) and the ``reciprocal``
     variant, the LightGBM ranker scores every eligible candidate from the same signals
-    (``recommender.services.ranking``) and its score, answered as the ``ranker`` component,
-    replaces the fusion as the ranking value. Without one (or with ML off) the fusion ranks.
+    (``recommender.services.ranking``); its calibrated P(user likes v), answered as the
+    ``ranker`` component, replaces ``p_user_likes`` in the reciprocal fusion. Without one (or
+    with ML off) the hand-weighted fusion ranks.
 ``select``
     The top ``count - e`` candidates plus ``e = floor(count * ML_EXPLORATION_SHARE)`` drawn at
     random from the other eligible ones (seeded by tenant, user, day and variant, so a feed is
@@ -93,6 +94,7 @@ from django.utils import timezone
 
 from recommender.feed.scoring import PairSignals, SignalWeights, exploration_slots, pick_feed, score_pairs
 from recommender.feed.store import CandidateStore, StoreSnapshot, candidate_store, stores_reset
+from recommender.ml.fusion import fuse
 from recommender.ml.interaction import interaction_adjustment, taste_vector
 from recommender.ml.structured import GENDER_CODE, CandidateBatch, ProfileFeatures, hard_filter_mask, haversine_km
 from recommender.models import (
@@ -605,9 +607,11 @@ def feed_for(
     ranker = None
     if variant == "reciprocal" and use_ranker and settings.ML_ENABLED and len(rows):
         with stage("ranker"):
-            ranker, ranked = _ranker_ranking(tenant, user, user_f, snap, rows, cands, signals, cf)
+            ranker, ranked, calibrated = _ranker_ranking(tenant, user, user_f, snap, rows, cands, signals, cf)
         if ranked is not None:
-            ranking = scored.components["ranker"] = ranked
+            scored.components["ranker"] = ranked
+            # the ranker's P(user likes v) takes the user's side of the reciprocal fusion
+            ranking = fuse(ranked, scored.score_vu, settings.ML_FUSION_METHOD) if calibrated else ranked
     chosen, explored, alive = _select_live(stage, store, tenant.pk, pks, ranking, count, variant, seed)
     items = _items(chosen, explored, pks, ranking, scored.components, alive)
     model_version = _model_version(variant, index, fallback, cf, ranker)
@@ -639,11 +643,12 @@ def _ranker_ranking(
     cands: CandidateBatch,
     signals: PairSignals,
     cf: CollaborativeServing | None,
-) -> tuple[RankerChoice | None, np.ndarray | None]:
-    """(the ranker that scored, its (n,) scores), or (None, None) when no ranker serves."""
+) -> tuple[RankerChoice | None, np.ndarray | None, bool]:
+    """(the ranker that scored, its (n,) scores, whether they are calibrated probabilities), or
+    (None, None, False) when no ranker serves."""
     choice = ranker_for(tenant, user)
     if choice is None:
-        return None, None
+        return None, None, False
     user_row = snap.row_of_pk(user.pk)
     inputs = RankerInputs(
         user=user_f,
@@ -661,10 +666,10 @@ def _ranker_ranking(
         liked_you=signals.liked_user,
     )
     try:
-        return choice, ranker_scores(choice.ranker, inputs)
+        return choice, *ranker_scores(choice.ranker, inputs)
     except Exception:  # a ranker that cannot score (e.g. a corrupt file) must not fail the feed
         logger.exception("ranker %s failed; the fusion ranks this feed", choice.label)
-        return None, None
+        return None, None, False
 
 
 def _select_live(

@@ -1,9 +1,12 @@
 """The ranker as the feed's final scorer, chosen by the registry's active version or an experiment.
 
 When the tenant has an active ``ranker`` version (``python manage.py train_ranker``), the
-reciprocal feed orders its eligible candidates by that LightGBM model instead of the hand-weighted
-fusion; the fusion's components are still computed and answered, and the ranker's score is added
-as the ``ranker`` component. While a ``ranker`` experiment runs, the user's arm (deterministic per
+reciprocal feed takes the user's side from that LightGBM model: its calibrated P(user likes
+candidate) (the ``ranker`` component) replaces the hand-weighted P(user likes candidate) in the
+reciprocal fusion with P(candidate likes user). The ranker is trained on the user's own swipes,
+so it knows one side only; ranked by its score alone the simulated feed made more likes but 14 %
+fewer matches (docs/benchmarks.md). A ranker saved without a calibration orders the feed by its
+raw score. While a ``ranker`` experiment runs, the user's arm (deterministic per
 user, :mod:`registry.experiments`) picks the version. No active version, ML off, or a version that
 cannot be loaded: the fusion ranks, as before.
 
@@ -90,12 +93,15 @@ def ranker_columns(inputs: RankerInputs) -> dict[str, Any]:
     return cols
 
 
-def ranker_scores(ranker: Ranker, inputs: RankerInputs) -> np.ndarray:
-    """(n,) ranker scores of the candidates (higher first)."""
+def ranker_scores(ranker: Ranker, inputs: RankerInputs) -> tuple[np.ndarray, bool]:
+    """((n,) scores, calibrated): the ranker's calibrated P(user likes candidate) when it has a
+    calibration (then the feed fuses it with the candidate's side), else its raw scores."""
     n = len(inputs.cands)
     if n == 0:
-        return np.zeros(0)
-    return ranker.predict(ranker.matrix(ranker_columns(inputs), n))
+        return np.zeros(0), ranker.calibration is not None
+    x = ranker.matrix(ranker_columns(inputs), n)
+    p = ranker.like_probability(x)
+    return (p, True) if p is not None else (ranker.predict(x), False)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -192,7 +192,7 @@ class Recommender(ABC):
         items = np.concatenate([pi, ni])
         y = np.concatenate([np.ones(pu.size), np.zeros(nu.size)])
         s = self.score_pairs(users, items).astype(np.float64)
-        self.calibration = _platt(s, y)
+        self.calibration = platt_fit(s, y)
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class Recommender(ABC):
         return path
 
 
-def _platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50, l2: float = 1e-6) -> tuple[float, float]:
+def platt_fit(scores: np.ndarray, labels: np.ndarray, iterations: int = 50, l2: float = 1e-6) -> tuple[float, float]:
     """(a, b) minimising the logistic loss of sigmoid(a * s + b) against labels (Newton)."""
     mean, std = float(scores.mean()), float(scores.std())
     if not np.isfinite(std) or std < 1e-12:
