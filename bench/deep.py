@@ -49,7 +49,7 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from bench.collab import profile_features, simulated_swipes, time_split
+from bench.collab import attribute_features, profile_features, simulated_swipes, time_split
 from bench.common import REPO_DIR, format_table, machine_info, write_result
 from recommender.ml.collab import (
     ALS,
@@ -71,6 +71,7 @@ from recommender.ml.collab.evaluation import reciprocal_report
 from recommender.ml.collab.metrics import mutual_like_pairs, ranking_metrics, reciprocal_match_precision
 from recommender.ml.ranker import (
     LABELS,
+    SOURCE_MODELS,
     Ranker,
     RankerConfig,
     RankerContext,
@@ -88,18 +89,32 @@ CACHE_DIR = Path(REPO_DIR) / "var" / "bench" / "deep"
 
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "als": {"factors": [32, 64], "regularization": [1.0, 10.0], "alpha": [2.0, 10.0], "pass_confidence": [0.0]},
+    "als_side": {
+        "factors": [32, 64],
+        "regularization": [10.0],
+        "alpha": [2.0, 10.0],
+        "pass_confidence": [0.0],
+        "side_weight": [0.01, 0.03, 0.1],
+    },
     "bpr": {"factors": [32, 64], "learning_rate": [0.005, 0.02], "hard_negative_share": [0.0]},
     "two_tower": {"temperature": [0.05, 0.1], "id_dim": [0, 32]},
     "graphsage": {"temperature": [0.05, 0.1], "id_dim": [0, 32]},
     "ranker": {"num_leaves": [15, 63], "min_data_in_leaf": [20, 100]},
 }
 BASE: dict[str, Any] = {
-    "als": ALSConfig(seed=SEED, epochs=20, patience=4, threads=1),
+    "als": ALSConfig(seed=SEED, epochs=20, patience=4, threads=1, side_weight=0.0),
+    "als_side": ALSConfig(seed=SEED, epochs=20, patience=4, threads=1),
     "bpr": BPRConfig(seed=SEED, batch_size=1024, epochs=60, patience=4, threads=1),
     "two_tower": TwoTowerConfig(seed=SEED, epochs=40, patience=4, threads=1, batch_size=512),
     "graphsage": GraphSAGEConfig(seed=SEED, epochs=40, patience=4, threads=1, batch_size=256),
 }
-CLASSES: dict[str, type[Recommender]] = {"als": ALS, "bpr": BPR, "two_tower": TwoTower, "graphsage": GraphSAGE}
+CLASSES: dict[str, type[Recommender]] = {
+    "als": ALS,
+    "als_side": ALS,  # with the profiles' attributes (collective MF), as bench.collab's ours_als_side
+    "bpr": BPR,
+    "two_tower": TwoTower,
+    "graphsage": GraphSAGE,
+}
 
 
 def grid(name: str) -> list[dict[str, Any]]:
@@ -276,8 +291,9 @@ def main() -> None:
         "val_ndcg@10": validation_ndcg(train, val, K)(pop),
         "train_seconds": time.perf_counter() - t0,
     }
-    for name in ("als", "bpr", "two_tower", "graphsage"):
-        data = train_f if name in ("two_tower", "graphsage") else train
+    train_attributes = train.with_features(attribute_features())
+    for name in ("als", "als_side", "bpr", "two_tower", "graphsage"):
+        data = {"two_tower": train_f, "graphsage": train_f, "als_side": train_attributes}.get(name, train)
         t0 = time.perf_counter()
         best = tune(name, data, val)
         model, seconds = final_fit(name, best, data)
@@ -294,7 +310,7 @@ def main() -> None:
               flush=True)  # fmt: skip
 
     # --- ranker on top of the best single model (chosen on validation) ---
-    singles = ("popularity", "als", "bpr", "two_tower", "graphsage")
+    singles = ("popularity", "als", "als_side", "bpr", "two_tower", "graphsage")
     source_name = max(singles, key=lambda m: results[m]["val_ndcg@10"])
     source = models[source_name]
     print(f"ranker source: {source_name}", flush=True)
@@ -312,7 +328,8 @@ def main() -> None:
             n, ev["users"][mask], ev["items"][mask], ev["actions"][mask]
         )
         return RankerContext(profiles=feats, batch=batch, bio=bio, elo=elo, swipes_given=given, likes_given=liked,
-                             likes_received=received, likes=likes, models=models)  # fmt: skip
+                             likes_received=received, likes=likes,
+                             models={k: m for k, m in models.items() if k in SOURCE_MODELS})  # fmt: skip
 
     shown: dict[int, dict[int, str]] = {}
     for u, v, a in zip(ev["users"][in_val].tolist(), ev["items"][in_val].tolist(), ev["actions"][in_val].tolist(),

@@ -68,19 +68,20 @@ from bench.common import (
 )
 
 POPULATIONS: tuple[str, ...] = ("okcupid-sample", "okcupid-full")
-# bench variant -> (feed variant, use the active collaborative model)
-FEEDS: dict[str, tuple[str, bool]] = {
-    "reciprocal": ("reciprocal", True),
-    "reciprocal_no_cf": ("reciprocal", False),
-    "one_way": ("one_way", True),
-    "popularity": ("popularity", True),
-    "random": ("random", True),
+# bench variant -> (feed variant, use the active collaborative model, use the active ranker)
+FEEDS: dict[str, tuple[str, bool, bool]] = {
+    "reciprocal": ("reciprocal", True, False),
+    "reciprocal_ranker": ("reciprocal", True, True),
+    "reciprocal_no_cf": ("reciprocal", False, False),
+    "one_way": ("one_way", True, False),
+    "popularity": ("popularity", True, False),
+    "random": ("random", True, False),
 }
 VARIANTS: tuple[str, ...] = tuple(FEEDS)
 DEFAULT_OKCUPID_DIR = REPO_DIR.parent / "shared" / "datasets" / "okcupid"
 HISTORY_DAYS = 30
 ORM_CHUNK = 20_000
-PREPARE_VERSION = 2  # 2: a collaborative model (lmf) is trained on the warm-up history
+PREPARE_VERSION = 3  # 2: a collaborative model (lmf) is trained on the warm-up history; 3: and a ranker
 TARGET_RATIO_VS_RANDOM = 3.0
 
 
@@ -95,11 +96,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--retrain-cf", action="store_true", help="with --reuse: train and activate a new collaborative version first"
     )
+    parser.add_argument(
+        "--ranker-since",
+        type=float,
+        default=0.5,
+        help="the ranker learns from the impressions after this share of the warm-up period (the "
+        "swipes before it are its features' history)",
+    )
     parser.add_argument("--users", type=int, default=500, help="simulated users evaluated")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=10, help="items per feed")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--bootstrap", type=int, default=2_000, help="bootstrap resamples for the intervals")
+    parser.add_argument(
+        "--cold-users", type=int, default=300, help="cold profiles whose feeds are checked for coverage (0: skip)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
     parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
@@ -159,6 +170,8 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
         index_build(tenant=tenant, progress=True)
     with phases("collaborative model"):
         train_collaborative(tenant, args.cf_model, env.var_dir)
+    with phases("ranker"):
+        train_ranker(tenant, args.ranker_since)
     mark_prepared(tenant, manifest(args))
     assert Profile.objects.filter(tenant=tenant).count() == len(population)
     return tenant
@@ -189,6 +202,26 @@ def train_collaborative(tenant: Any, model: str, var_dir: Path) -> None:
     print(f"-- collaborative {model}: val {metric} {result.metrics[f'val_{metric}']:.4f}, version {result.version_id}")
 
 
+def train_ranker(tenant: Any, since_share: float) -> None:
+    """``train_ranker`` on the warm-up impressions after ``since_share`` of the period (registered;
+    the tenant's first ranker version is activated on registration). The active collaborative
+    model supplies its model features."""
+    from django.utils import timezone
+
+    from recommender.training.ranker import ranker_train
+
+    since = timezone.now() - timedelta(days=HISTORY_DAYS * (1.0 - since_share))
+    result = ranker_train(tenant=tenant, since=since, progress=True, created_by="system:bench")
+    from registry.models import ModelVersion
+    from registry.services import model_version_activate
+
+    version = ModelVersion.objects.get(pk=result.version_id)
+    if version.status != "active":  # the tenant's first version is activated on registration
+        model_version_activate(version=version, actor="system:bench", reason="online_eval --retrain-cf")
+    info = result.metrics
+    print(f"-- ranker: {info.get('groups')} groups, val ndcg@10 {info.get('val_ndcg@10')}, version {result.version_id}")
+
+
 def profiles_in_order(tenant: Any, population: Sequence[Any]) -> list[Any]:
     """Profile rows in population order (external ids are deterministic per index)."""
     from recommender.models import Profile
@@ -206,6 +239,8 @@ def open_or_prepare(env: BenchEnv, args: argparse.Namespace, population: Sequenc
             if args.retrain_cf:
                 with phases("collaborative model"):
                     train_collaborative(tenant, args.cf_model, env.var_dir)
+                with phases("ranker"):
+                    train_ranker(tenant, args.ranker_since)
             return tenant, True
         from django.db import connections
 
@@ -291,10 +326,13 @@ def evaluate_variant(
     from recommender.services.collaborative import collaborative_wait
     from recommender.services.events import SwipeIn, swipe_batch_ingest
     from recommender.services.feed import feed_for
+    from recommender.services.ranking import ranker_wait
 
-    feed_variant, use_cf = FEEDS[variant]
+    feed_variant, use_cf, use_ranker = FEEDS[variant]
     if use_cf:
         collaborative_wait(tenant.pk)  # serve the model from the first request, as a warmed-up server would
+    if use_ranker and ranker_wait(tenant.pk) is None:
+        raise SystemExit("no active ranker version: prepare again (or --retrain-cf, which trains one too)")
     by_external = {str(p.external_id): p for p in Profile.objects.filter(tenant=tenant)}
     population = simulator.population
     profiles = [by_external[population[u].external_id] for u in users]
@@ -312,6 +350,7 @@ def evaluate_variant(
                 variant=feed_variant,
                 log_impressions=True,
                 use_collaborative=use_cf,
+                use_ranker=use_ranker,
             )
             key = result.fallback or "none"
             counts.fallbacks[key] = counts.fallbacks.get(key, 0) + 1
@@ -342,6 +381,58 @@ def evaluate_variant(
     return counts
 
 
+COLD_BELOW = 5  # fewer swipes given than this: a cold user (as bench.deep)
+TARGET_COLD_COVERAGE = 0.95
+
+
+def cold_coverage(tenant: Any, count: int, limit: int) -> dict[str, Any]:
+    """The feed's cold start as users get it, on the prepared database (nothing written): of the
+    active profiles with fewer than COLD_BELOW swipes given whose eligible pool holds at least
+    ``count`` profiles (hard filters both ways, active, never swiped, not themself), the share
+    whose reciprocal feed (with the active collaborative model and ranker) is full."""
+    from django.db.models import Count
+    from tqdm import tqdm
+
+    from recommender.feed.store import candidate_store
+    from recommender.ml.structured import hard_filter_mask
+    from recommender.models import Profile, Swipe
+    from recommender.services.feed import feed_for, profile_features
+
+    users = list(
+        Profile.objects.filter(tenant=tenant, status="active")
+        .annotate(given=Count("swipes_made"))
+        .filter(given__lt=COLD_BELOW)
+        .order_by("pk")[:limit]
+    )
+    store = candidate_store(tenant.pk)
+    store.refresh(force=True)
+    snap = store.snapshot()
+    active = np.flatnonzero(snap.active)
+    checked = full = small_pool = 0
+    short: list[dict[str, Any]] = []
+    for user in tqdm(users, desc="cold coverage", unit="user", leave=False):
+        swiped = set(Swipe.objects.filter(user=user).values_list("candidate_id", flat=True)) | {user.pk}
+        ok = hard_filter_mask(profile_features(user), snap.batch.take(active))
+        ok &= ~np.isin(snap.batch.ids[active], list(swiped))
+        if int(ok.sum()) < count:
+            small_pool += 1
+            continue
+        result = feed_for(tenant=tenant, user=user, count=count, log_impressions=False)
+        checked += 1
+        if len(result.items) == count:
+            full += 1
+        elif len(short) < 10:
+            short.append({"profile": user.pk, "eligible": int(ok.sum()), "served": len(result.items)})
+    return {
+        "cold_users": len(users),
+        "with_a_big_enough_pool": checked,
+        "pool_smaller_than_count": small_pool,
+        "full_feeds": full,
+        "coverage": full / checked if checked else None,
+        "short_examples": short,
+    }
+
+
 def pick_users(tenant: Any, population: Sequence[Any], n: int, seed: int) -> list[int]:
     """Seeded sample of population indices among active profiles."""
     rng = np.random.default_rng([seed, 301])
@@ -368,11 +459,11 @@ def bootstrap(results: dict[str, VariantCounts], resamples: int, seed: int) -> d
     out: dict[str, Any] = {
         variant: {metric: _ci(values) for metric, values in by_metric.items()} for variant, by_metric in rates.items()
     }
-    if "reciprocal" in rates:
-        for other in ("random", "one_way", "popularity", "reciprocal_no_cf"):
-            if other in rates:
-                ratio = rates["reciprocal"]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
-                out[f"match_ratio_reciprocal_over_{other}"] = _ci(ratio)
+    for best in ("reciprocal", "reciprocal_ranker"):
+        for other in ("random", "one_way", "popularity", "reciprocal_no_cf", "reciprocal"):
+            if best in rates and other in rates and other != best:
+                ratio = rates[best]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
+                out[f"match_ratio_{best}_over_{other}"] = _ci(ratio)
     return out
 
 
@@ -424,10 +515,11 @@ def report(payload: dict[str, Any]) -> None:
 
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
-    base = summary.get("reciprocal", {}).get("matches_per_100")
-    for other in ("random", "one_way", "popularity", "reciprocal_no_cf"):
-        if base is not None and other in summary:
-            out[f"reciprocal_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
+    for best in ("reciprocal", "reciprocal_ranker"):
+        base = summary.get(best, {}).get("matches_per_100")
+        for other in ("random", "one_way", "popularity", "reciprocal_no_cf", "reciprocal"):
+            if base is not None and other in summary and other != best:
+                out[f"{best}_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
     return out
 
 
@@ -461,6 +553,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             results[variant] = evaluate_variant(tenant, variant, users, simulator, args)
     summary = {variant: summarize_variant(c) for variant, c in results.items()}
     ratio = ratios(summary)
+    coverage = None
+    if args.cold_users > 0:
+        with phases("cold coverage"):
+            reset_process_state()
+            coverage = cold_coverage(tenant, args.count, args.cold_users)
     payload = {
         "benchmark": "online_eval",
         "command": "python -m bench.online_eval " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -477,10 +574,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ratios": ratio,
         "bootstrap95": bootstrap(results, args.bootstrap, args.seed),
         "targets": targets(summary, ratio),
+        "cold_coverage": coverage,
     }
+    if coverage is not None and coverage["coverage"] is not None:
+        payload["targets"]["cold_coverage_above_95pct"] = coverage["coverage"] > TARGET_COLD_COVERAGE
     suffix = "_sqlite" if args.embedded else ""
     path = write_result(f"online_eval_{name}{suffix}", payload)
     report(payload)
+    if coverage is not None:
+        c = coverage
+        print(
+            f"cold coverage: {c['full_feeds']}/{c['with_a_big_enough_pool']} cold users with a big enough pool got "
+            f"a full feed of {args.count} ({c['pool_smaller_than_count']} had fewer eligible)"
+        )
     print(f"written {path.relative_to(REPO_DIR)}")
     print(json.dumps(payload["targets"]))
 
