@@ -13,8 +13,10 @@ Every batch has its own session and event ids, so nothing is a duplicate.
 Reported per offered rate: latency p50/p95/p99 (from each request's scheduled time: waiting
 counts), errors, the achieved rate, and the audit: rows in the swipe table for the step's session
 prefix, against the swipes the server acknowledged (``created``) and the swipes sent. "Nothing
-lost" means stored == acknowledged and every request answered 2xx. Target: 2,000 swipes/s
-sustained with nothing lost.
+lost" means stored == acknowledged and every request answered 2xx. "Sustained" (see
+:func:`sustained`) also asks that the stored rate be the offered one and p95 stay under a second:
+a step whose queue grows is stored late, not sustained. Target: 2,000 swipes/s sustained with
+nothing lost.
 
 Population: the vendored OkCupid sample (3,000 profiles), loaded with ``profiles_bulk_create``.
 """
@@ -48,6 +50,7 @@ from bench.server import Gunicorn, drain, load_step, saturated, step_summary
 
 MANIFEST = "ingest v1 population=okcupid-sample seed=7"
 TARGET_SWIPES_PER_S = 2000
+SUSTAINED_P95_MS = 1000.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -56,9 +59,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per offered rate")
     parser.add_argument("--batch", type=int, default=20, help="swipes per request")
     parser.add_argument("--users", type=int, default=1000, help="distinct users (tokens) sending")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (> 1: gthread workers)")
     parser.add_argument("--concurrency", type=int, default=256, help="most requests in flight (generator)")
     return parser.parse_args(argv)
+
+
+def sustained(step: dict[str, Any]) -> bool:
+    """The server kept up with the step's offered rate and lost nothing: every request answered
+    2xx, every swipe sent is stored, the stored rate is the offered one (within 5 %: the step's
+    ramp and tail), and p95 stays under a second -- a queue that grows through the step (p95 of
+    seconds) means the rate was stored late, not sustained."""
+    return (
+        step["errors"] == 0
+        and step["lost"] == 0
+        and step["swipes_stored"] == step["swipes_sent"]
+        and step["generator_lag_s"] < 1
+        and step["stored_swipes_per_s"] >= 0.95 * step["offered_swipes_per_s"]
+        and step["p95_ms"] < SUSTAINED_P95_MS
+    )
 
 
 def prepare() -> Any:
@@ -104,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     connections.close_all()
 
     server_env = {**os.environ, "ML_ENABLED": "false"}  # ingestion loads no model
-    server = Gunicorn(server_env, workers=args.workers, log_path=env.var_dir / "gunicorn.log")
+    server = Gunicorn(server_env, workers=args.workers, threads=args.threads, log_path=env.var_dir / "gunicorn.log")
     steps = []
     load_before = os.getloadavg()
     with phases("server start"):
@@ -147,18 +166,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         server.stop()
     load_after = os.getloadavg()
-    met = [
-        s
-        for s in steps
-        if s["errors"] == 0 and s["lost"] == 0 and s["swipes_stored"] == s["swipes_sent"] and s["generator_lag_s"] < 1
-    ]
+    met = [s for s in steps if sustained(s)]
     best = max((s["stored_swipes_per_s"] for s in met), default=0.0)
     payload = {
         "benchmark": "ingest",
         "command": "python -m bench.ingest " + " ".join(argv if argv is not None else os.sys.argv[1:]),
         "machine": machine_info(),
         "backend": backend_info(),
-        "server": {"gunicorn_workers": args.workers, "worker_class": "sync", "preload": True},
+        "server": {
+            "gunicorn_workers": args.workers,
+            "threads": args.threads,
+            "worker_class": "sync" if args.threads == 1 else "gthread",
+            "preload": True,
+        },
         "load": {"batch": args.batch, "users": len(users), "duration_s": args.duration, "profiles": len(profiles)},
         "load_average_1_5_15": {
             "before": [round(x, 2) for x in load_before],

@@ -105,6 +105,49 @@ def test_partial_resend_counts_new_and_duplicates(service_client, make_profile):
     assert (result["created"], result["duplicates"]) == (1, 1)
 
 
+def test_resend_mixed_with_new_swipes_counts_each_swipe_once_in_elo(service_client, make_profile):
+    # Only the swipes the database actually stored (RETURNING) move ratings and counters: a
+    # re-sent swipe, by event id or by natural key, is counted once.
+    user = make_profile()
+    c1, c2, c3 = (make_profile(gender="man", seeking=["woman"]) for _ in range(3))
+    service_client.post(SWIPES, swipe_batch(user, [c1, c2]), format="json")
+    rating_c1 = EloRating.objects.get(profile=c1).rating
+    body = swipe_batch(user, [c2, c1, c3])
+    body["swipes"][0]["event_id"] = "e-1"  # c2 again: known event id
+    body["swipes"][1]["event_id"] = "e-other"  # c1 again: new event id, known natural key
+    body["swipes"][2]["event_id"] = "e-new"
+    result = service_client.post(SWIPES, body, format="json").json()
+    assert (result["created"], result["duplicates"]) == (1, 2)
+    assert Swipe.objects.count() == 3
+    received = dict(EloRating.objects.values_list("profile_id", "swipes_received"))
+    assert received == {user.pk: 0, c1.pk: 1, c2.pk: 1, c3.pk: 1}
+    assert EloRating.objects.get(profile=c1).rating == rating_c1
+    mine = EloRating.objects.get(profile=user)
+    assert (mine.swipes_given, mine.likes_given) == (3, 3)
+
+
+@pytest.mark.parametrize("size", [3, 30])
+def test_swipe_batch_costs_a_fixed_number_of_statements(make_profile, tenant, size):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from recommender.services.events import SwipeIn, swipe_batch_ingest
+
+    user = make_profile()
+    liked_back = make_profile(gender="man", seeking=["woman"])
+    swipe_batch_ingest(tenant=tenant, user=liked_back, session_id="x", timestamp=timezone.now(),
+                       swipes=[SwipeIn(user.external_id, "like")])  # fmt: skip
+    candidates = [liked_back] + [make_profile(gender="man", seeking=["woman"]) for _ in range(size - 1)]
+    swipes = [SwipeIn(c.external_id, ("like", "pass")[i % 2], 900, f"e-{i}") for i, c in enumerate(candidates)]
+    with CaptureQueriesContext(connection) as ctx:
+        result = swipe_batch_ingest(tenant=tenant, user=user, session_id="s", timestamp=timezone.now(), swipes=swipes)
+    assert result.created == size and len(result.matches) == 1
+    # BEGIN, candidates, locks (PostgreSQL), insert, Elo lock, Elo write, likes back, existing
+    # matches, match insert, COMMIT -- none of them per swipe.
+    statements = [q["sql"] for q in ctx.captured_queries]
+    assert len(statements) <= 10, statements
+
+
 def test_mutual_like_creates_one_match(service_client, pair):
     woman, man = pair
     service_client.post(SWIPES, swipe_batch(woman, [man]), format="json")

@@ -74,3 +74,47 @@ def test_concurrent_likes_of_one_candidate_lose_no_elo_update(tenant):
     rating = EloRating.objects.get(profile=star)
     assert rating.swipes_received == len(fans)
     assert rating.rating > 1500
+
+
+def test_concurrent_overlapping_resends_in_any_order_store_each_swipe_once(tenant):
+    # Re-sends of overlapping batches in different orders: the user's lock serialises them, so
+    # their inserts (ON CONFLICT DO NOTHING, which waits on a row another transaction inserted)
+    # cannot deadlock, and every swipe is stored and counted exactly once. Passes only: likes
+    # would take pair locks, which serialise these batches too.
+    user = new_profile(tenant)
+    candidates = [new_profile(tenant, gender="man", seeking=["woman"]) for _ in range(40)]
+    swipes = [SwipeIn(c.external_id, "pass", 900, f"ev-{i}") for i, c in enumerate(candidates)]
+    orders = [swipes, swipes[::-1], swipes[20:] + swipes[:20], swipes[::2] + swipes[1::2]]
+
+    def send(batch: list[SwipeIn]) -> Callable[[], Any]:
+        return lambda: swipe_batch_ingest(tenant=tenant, user=user, session_id="s", timestamp=T0, swipes=batch)
+
+    results = run_together(*(send(batch) for batch in orders))
+    assert sum(r.created for r in results) == 40
+    assert sum(r.duplicates for r in results) == 3 * 40
+    assert Swipe.objects.count() == 40
+    assert set(EloRating.objects.filter(profile__in=candidates).values_list("swipes_received", flat=True)) == {1}
+    mine = EloRating.objects.get(profile=user)
+    assert (mine.swipes_given, mine.likes_given) == (40, 0)
+
+
+def test_concurrent_batches_on_shared_new_candidates_lose_no_elo_update(tenant):
+    # Many users swipe the same candidates, none of whom has an Elo row yet, each batch in its own
+    # order: the rows are created and locked in one sorted statement, so no writer deadlocks and
+    # no counter or rating update is lost.
+    candidates = [new_profile(tenant, gender="man", seeking=["woman"]) for _ in range(10)]
+    users = [new_profile(tenant) for _ in range(8)]
+
+    def send(k: int, user: Profile) -> Callable[[], Any]:
+        ordered = candidates[k:] + candidates[:k]
+        swipes = [SwipeIn(c.external_id, "like") for c in ordered]
+        return lambda: swipe_batch_ingest(tenant=tenant, user=user, session_id=f"s{k}", timestamp=T0, swipes=swipes)
+
+    run_together(*(send(k, user) for k, user in enumerate(users)))
+    ratings = {r.profile_id: r for r in EloRating.objects.all()}
+    for c in candidates:
+        assert ratings[c.pk].swipes_received == len(users)
+        assert ratings[c.pk].rating > 1500 + 8  # eight likes, each worth more than one point
+    for u in users:
+        assert (ratings[u.pk].swipes_given, ratings[u.pk].likes_given) == (10, 10)
+    assert Swipe.objects.count() == len(users) * len(candidates)

@@ -4,8 +4,8 @@ Guarantees, whatever the delivery:
 
 * A batch is validated whole and stored whole (one transaction), or not at all.
 * Re-sending is harmless: a swipe with a known client event id, or with the same user, candidate,
-  session and timestamp, is counted as a duplicate and not stored again (unique constraints back
-  this up at the database level).
+  session and timestamp, is counted as a duplicate and not stored again. The unique constraints
+  decide it (``INSERT ... ON CONFLICT DO NOTHING``), in the statement that stores the new ones.
 * A mutual like creates exactly one Match. Two likes of the same pair arriving at the same moment
   on two workers are serialised by an advisory lock on the pair (PostgreSQL), so the second one
   to commit always sees the first.
@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from patra.locks import advisory_xact_lock, lock_key
 from recommender.models import (
@@ -70,9 +71,14 @@ class IngestResult:
 
 
 def resolve_profiles(*, tenant: Tenant, external_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Profile]:
-    """The tenant's live profiles among ``external_ids``; erased and other tenants' are absent."""
-    found = Profile.objects.filter(tenant=tenant, external_id__in=set(external_ids)).exclude(
-        status=ProfileStatus.ERASED
+    """The tenant's live profiles among ``external_ids``; erased and other tenants' are absent.
+
+    Only the keys are loaded: events need no more, and a full profile row (bio, three JSON
+    columns) made this the most expensive query of a swipe batch."""
+    found = (
+        Profile.objects.filter(tenant=tenant, external_id__in=set(external_ids))
+        .exclude(status=ProfileStatus.ERASED)
+        .only("pk", "tenant_id", "external_id")
     )
     return {p.external_id: p for p in found}
 
@@ -108,45 +114,18 @@ def swipe_batch_ingest(
     candidates = _resolve_candidates(
         tenant=tenant, user=user, ids=[s.candidate_id for s in swipes], list_name="swipes", item_field="candidate_id"
     )
-    # One user's batches are serialised, so the duplicate check below is exact even when the app
-    # re-sends a batch while the first attempt is still being written.
-    advisory_xact_lock([lock_key("swipes", user.pk)])
-
-    known_event_ids = set(
-        Swipe.objects.filter(user=user, client_event_id__in=[s.event_id for s in swipes if s.event_id]).values_list(
-            "client_event_id", flat=True
-        )
-    )
-    known_candidates = set(
-        Swipe.objects.filter(
-            user=user, session_id=session_id, occurred_at=timestamp, candidate__in=candidates
-        ).values_list("candidate_id", flat=True)
-    )
-    new_rows: list[Swipe] = []
-    for swipe, candidate in zip(swipes, candidates, strict=True):
-        if swipe.event_id in known_event_ids or candidate.pk in known_candidates:
-            continue
-        if swipe.event_id:
-            known_event_ids.add(swipe.event_id)
-        known_candidates.add(candidate.pk)
-        action = SwipeAction.PASS if swipe.action == "reject" else swipe.action
-        new_rows.append(
-            Swipe(
-                tenant=tenant,
-                user=user,
-                candidate=candidate,
-                action=action,
-                duration_ms=swipe.duration_ms,
-                session_id=session_id,
-                client_event_id=swipe.event_id,
-                occurred_at=timestamp,
-            )
-        )
-    # Pair locks come before any row lock (Elo) in every writer, so writers cannot deadlock.
+    rows = _swipe_rows(tenant=tenant, user=user, session_id=session_id, timestamp=timestamp, swipes=swipes,
+                       candidates=candidates)  # fmt: skip
+    # Every lock the batch needs, in one sorted round trip. The user's lock serialises one user's
+    # batches: two overlapping re-sends inserting the same keys in different orders would
+    # otherwise deadlock on the unique indexes. A pair lock per like serialises the two sides of a
+    # pair for match detection. All of them come before any row lock (Elo) in every writer, so
+    # writers cannot deadlock.
     advisory_xact_lock(
-        [lock_key("pair", *_pair(user.pk, s.candidate_id)) for s in new_rows if s.action in POSITIVE_ACTIONS]
+        [lock_key("swipes", user.pk)]
+        + [lock_key("pair", *_pair(user.pk, r.candidate_id)) for r in rows if r.action in POSITIVE_ACTIONS]
     )
-    Swipe.objects.bulk_create(new_rows)
+    new_rows = swipes_insert_new(rows=rows)
     elo_apply_swipes(tenant=tenant, swipes=new_rows)
     matched = _create_matches(tenant=tenant, user=user, swipes=new_rows, timestamp=timestamp)
     return IngestResult(
@@ -155,6 +134,102 @@ def swipe_batch_ingest(
         duplicates=len(swipes) - len(new_rows),
         matches=[c.external_id for c in matched],
     )
+
+
+def _swipe_rows(
+    *,
+    tenant: Tenant,
+    user: Profile,
+    session_id: str,
+    timestamp: datetime,
+    swipes: Sequence[SwipeIn],
+    candidates: Sequence[Profile],
+) -> list[Swipe]:
+    """The batch as Swipe rows, without its inner duplicates (the first occurrence of an event id
+    or of a candidate wins; one INSERT cannot hold two rows with the same unique key)."""
+    seen_event_ids: set[str] = set()
+    seen_candidates: set[int] = set()
+    rows: list[Swipe] = []
+    received_at = timezone.now()
+    for swipe, candidate in zip(swipes, candidates, strict=True):
+        if swipe.event_id in seen_event_ids or candidate.pk in seen_candidates:
+            continue
+        if swipe.event_id:
+            seen_event_ids.add(swipe.event_id)
+        seen_candidates.add(candidate.pk)
+        rows.append(
+            Swipe(
+                tenant=tenant,
+                user=user,
+                candidate=candidate,
+                action=SwipeAction.PASS if swipe.action == "reject" else swipe.action,
+                duration_ms=swipe.duration_ms,
+                session_id=session_id,
+                client_event_id=swipe.event_id,
+                occurred_at=timestamp,
+                received_at=received_at,
+            )
+        )
+    return rows
+
+
+def swipes_insert_new(*, rows: Sequence[Swipe]) -> list[Swipe]:
+    """Insert ``rows`` (one user, session and timestamp) in one statement and return those that
+    were new, with their pk set.
+
+    ``ON CONFLICT DO NOTHING`` (no target: every unique constraint, the partial one on client
+    event ids included) makes the database the judge of what is a duplicate, so a re-send is
+    skipped in the same round trip that stores new swipes, and ``RETURNING`` says which rows went
+    in. The rows share user, session and timestamp, so their candidate identifies them (the
+    natural key is unique).
+    """
+    if not rows:
+        return []
+    insert = _swipes_insert_sql_postgres if connection.vendor == "postgresql" else _swipes_insert_sql_values
+    sql, params = insert(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = {candidate_id: pk for pk, candidate_id in cursor.fetchall()}
+    new_rows = [row for row in rows if row.candidate_id in inserted]
+    for row in new_rows:
+        row.pk = inserted[row.candidate_id]
+        row._state.adding = False
+    return new_rows
+
+
+_SWIPE_COLUMNS = (
+    "tenant_id, user_id, candidate_id, action, duration_ms, session_id, client_event_id, occurred_at, received_at"
+)
+_SWIPE_RETURNING = "ON CONFLICT DO NOTHING RETURNING id, candidate_id"
+
+
+def _swipes_insert_sql_postgres(rows: Sequence[Swipe]) -> tuple[str, list[object]]:
+    # The per-row values as four arrays: the statement has nine parameters whatever the batch
+    # size, so the driver parses its placeholders once (cached), not 9 per row on every batch.
+    first = rows[0]
+    sql = (
+        f"INSERT INTO {Swipe._meta.db_table} ({_SWIPE_COLUMNS}) "
+        "SELECT %s, %s, r.candidate_id, r.action, r.duration_ms, %s, r.client_event_id, %s, %s "
+        "FROM unnest(%s::bigint[], %s::varchar[], %s::integer[], %s::varchar[]) "
+        "AS r(candidate_id, action, duration_ms, client_event_id) "
+        f"{_SWIPE_RETURNING}"
+    )
+    params: list[object] = [first.tenant_id, first.user_id, first.session_id, first.occurred_at, first.received_at]
+    for name in ("candidate_id", "action", "duration_ms", "client_event_id"):
+        params.append([getattr(row, name) for row in rows])
+    return sql, params
+
+
+def _swipes_insert_sql_values(rows: Sequence[Swipe]) -> tuple[str, list[object]]:
+    # SQLite (>= 3.35 for RETURNING): a multi-row VALUES list.
+    adapt = connection.ops.adapt_datetimefield_value
+    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    sql = f"INSERT INTO {Swipe._meta.db_table} ({_SWIPE_COLUMNS}) VALUES {placeholders} {_SWIPE_RETURNING}"
+    params: list[object] = []
+    for r in rows:
+        params += [r.tenant_id, r.user_id, r.candidate_id, r.action, r.duration_ms, r.session_id,
+                   r.client_event_id, adapt(r.occurred_at), adapt(r.received_at)]  # fmt: skip
+    return sql, params
 
 
 def _create_matches(*, tenant: Tenant, user: Profile, swipes: Sequence[Swipe], timestamp: datetime) -> list[Profile]:
