@@ -271,7 +271,11 @@ class Ranker:
         x = self._check(x)
         if x.shape[0] == 0:
             return np.zeros(0)
-        return np.asarray(self.booster.predict(x, num_iteration=self.metrics.get("best_iteration")))
+        # num_threads: one request is a few hundred rows; OpenMP threads cost more than they save
+        # (and spin against the other workers of a busy server).
+        return np.asarray(
+            self.booster.predict(x, num_iteration=self.metrics.get("best_iteration"), num_threads=self.config.threads)
+        )
 
     def like_probability(self, x: np.ndarray) -> np.ndarray | None:
         """[n] calibrated P(like) of the rows, or None when the ranker has no calibration."""
