@@ -261,8 +261,7 @@ class ALS(FeatureScaling, FactorModel):
     def _state(self) -> dict[str, torch.Tensor]:
         return {
             **super()._state(),
-            "feat_mean": self.feat_mean,
-            "feat_std": self.feat_std,
+            **self._scaling_state(),
             "taste_loadings": self.taste_loadings,
             "appeal_loadings": self.appeal_loadings,
         }
@@ -271,8 +270,7 @@ class ALS(FeatureScaling, FactorModel):
         super()._load_state(state)
         # Checkpoints from before side features have none of these keys: a plain ALS.
         k = self.taste.shape[1]
-        self.feat_mean = state.get("feat_mean", torch.zeros(0)).float().clone()
-        self.feat_std = state.get("feat_std", torch.ones(0)).float().clone()
+        self._load_scaling_state(state)
         self.taste_loadings = state.get("taste_loadings", torch.zeros(0, k)).float().clone()
         self.appeal_loadings = state.get("appeal_loadings", torch.zeros(0, k)).float().clone()
 

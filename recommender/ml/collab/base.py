@@ -435,6 +435,14 @@ class FeatureScaling:
     def has_features(self) -> bool:
         return self.feat_mean.numel() > 0
 
+    def _scaling_state(self) -> dict[str, torch.Tensor]:
+        return {"feat_mean": self.feat_mean, "feat_std": self.feat_std}
+
+    def _load_scaling_state(self, state: dict[str, torch.Tensor]) -> None:
+        # absent from checkpoints of models fitted without features (and from older ALS ones)
+        self.feat_mean = state.get("feat_mean", torch.zeros(0)).float().clone()
+        self.feat_std = state.get("feat_std", torch.ones(0)).float().clone()
+
 
 class FactorModel(Recommender):
     """A model scoring ``taste[u] . appeal[i] + bias[i]``.

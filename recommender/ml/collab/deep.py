@@ -16,6 +16,8 @@ Inductive API (what serving calls for a profile the model never saw, without ret
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -47,6 +49,32 @@ class InductiveModel(FeatureScaling, FactorModel):
     taste:  [n_users, dim] unit rows; appeal: [n_items, dim] unit rows; bias: [n_items] zeros.
     feat_mean / feat_std: [f] the standardisation of the training features (f = 0: none).
     """
+
+    # --- state: the factors, the feature scaling and every module's parameters -------------------
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        state = {**super()._state(), **self._scaling_state()}
+        for prefix, module in self._modules().items():
+            state.update(pack(prefix, module))
+        return state
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        super()._load_state(state)
+        self._load_scaling_state(state)
+
+    def _load_modules(self, state: dict[str, torch.Tensor], *, built: bool, build: Callable[[], None]) -> None:
+        """Load every module's parameters; a fresh object (a checkpoint being loaded) builds its
+        modules first, with the config's seed and without disturbing the global RNG."""
+        if not built:
+            self._gen = torch.Generator().manual_seed(self.config.seed)
+            with torch.random.fork_rng():
+                build()
+        for prefix, module in self._modules().items():
+            unpack(prefix, module, state)
+            module.eval()
 
     def _init_features(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised [n_users, f] and [n_items, f] features of ``data`` (f = 0 without any)."""

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from recommender.ml.collab.base import RecommenderConfig
 from recommender.ml.collab.data import Interactions
-from recommender.ml.collab.deep import InductiveModel, mlp, pack, unit, unpack
+from recommender.ml.collab.deep import InductiveModel, mlp, unit
 
 
 @dataclass
@@ -277,33 +277,17 @@ class GraphSAGE(InductiveModel):
     # --- state -----------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, torch.Tensor]:
-        state = {
-            **super()._state(),
-            "feat_mean": self.feat_mean,
-            "feat_std": self.feat_std,
-            "known": self.known,
-            "h0": self.h0,
-            "taste1": self.taste1,
-            "appeal1": self.appeal1,
-        }
-        for prefix, module in self._modules().items():
-            state.update(pack(prefix, module))
-        return state
+        return {**super()._state(), "known": self.known, "h0": self.h0, "taste1": self.taste1, "appeal1": self.appeal1}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         super()._load_state(state)
-        self.feat_mean = state["feat_mean"].float().clone()
-        self.feat_std = state["feat_std"].float().clone()
         self.known = state["known"].bool().clone()
         self.h0 = state["h0"].float().clone()
         self.taste1 = state["taste1"].float().clone()
         self.appeal1 = state["appeal1"].float().clone()
-        if not hasattr(self, "_input"):  # loading a checkpoint: build the modules first
-            self._gen = torch.Generator().manual_seed(self.config.seed)
-            with torch.random.fork_rng():
-                self._build(self.n_users, self.feat_mean.numel())
-        for prefix, module in self._modules().items():
-            unpack(prefix, module, state)
+        self._load_modules(
+            state, built=hasattr(self, "_input"), build=lambda: self._build(self.n_users, self.feat_mean.numel())
+        )
 
     # --- inductive -------------------------------------------------------------------------------
 

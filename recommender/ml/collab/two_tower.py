@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from recommender.ml.collab.base import RecommenderConfig
 from recommender.ml.collab.data import Interactions
-from recommender.ml.collab.deep import InductiveModel, mlp, pack, unit, unpack
+from recommender.ml.collab.deep import InductiveModel, mlp, unit
 
 
 @dataclass
@@ -191,30 +191,17 @@ class TwoTower(InductiveModel):
     # --- state -----------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, torch.Tensor]:
-        state = {
-            **super()._state(),
-            "feat_mean": self.feat_mean,
-            "feat_std": self.feat_std,
-            "user_known": self.user_known,
-            "item_known": self.item_known,
-        }
-        for prefix, module in self._modules().items():
-            state.update(pack(prefix, module))
-        return state
+        return {**super()._state(), "user_known": self.user_known, "item_known": self.item_known}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         super()._load_state(state)
-        self.feat_mean = state["feat_mean"].float().clone()
-        self.feat_std = state["feat_std"].float().clone()
         self.user_known = state["user_known"].bool().clone()
         self.item_known = state["item_known"].bool().clone()
-        if not hasattr(self, "_user_tower"):  # loading a checkpoint: build the modules first
-            self._gen = torch.Generator().manual_seed(self.config.seed)
-            with torch.random.fork_rng():
-                self._build(self.n_users, self.n_items, self.feat_mean.numel())
-        for prefix, module in self._modules().items():
-            unpack(prefix, module, state)
-            module.eval()
+        self._load_modules(
+            state,
+            built=hasattr(self, "_user_tower"),
+            build=lambda: self._build(self.n_users, self.n_items, self.feat_mean.numel()),
+        )
 
     # --- inductive -------------------------------------------------------------------------------
 
