@@ -8,8 +8,8 @@ Everything reuses what the feed uses, so the API and the feed can never disagree
 * rankings are scored by ``recommender.feed.scoring.score_pairs`` with the same signals, weights
   and fusion as the feed (the active collaborative model included), the candidates' features
   from the feed's candidate store, the same hard filters (``hard_filter_mask``), and the facts of
-  the feed's per-user readers (``swipe_history``, ``excluded_profile_ids``) read for all users of
-  a batch at once (``user_contexts``; a test checks both agree);
+  the feed's readers for all users of a batch at once (``swipe_histories``,
+  ``excluded_profile_ids_by_user``; a test checks they agree with a single feed's);
 * health extends ``patra.health.health_report`` (database, cache, broker, loaded indexes).
 
 Freshness of a profile's vector: the stored embedding is used (from the cache when there) only
@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
 
 from recommender.feed.scoring import PairSignals, SignalWeights, score_pairs
 from recommender.feed.store import PRIOR_LIKE_RATE, StoreSnapshot, candidate_store, smoothed_like_rate
@@ -50,13 +49,9 @@ from recommender.ml.structured import (
     seeking_mask,
 )
 from recommender.models import (
-    POSITIVE_ACTIONS,
     EloRating,
-    Match,
     Profile,
     ProfileStatus,
-    Swipe,
-    SwipeAction,
     Tenant,
 )
 from recommender.services.collaborative import CollaborativeServing, serving_collaborative
@@ -71,15 +66,15 @@ from recommender.services.embeddings import (
 )
 from recommender.services.feed import (
     FEED_VERSION,
-    HISTORY_PER_ACTION,
     collab_logits,
+    excluded_profile_ids_by_user,
     item_components,
     profile_features,
     stack_vectors,
+    swipe_histories,
 )
 
 DEFAULT_ELO = 1500.0
-_HISTORY_ACTIONS: tuple[str, ...] = (SwipeAction.LIKE, SwipeAction.SUPERLIKE, SwipeAction.PASS)
 # Why a ranked candidate would not be in the user's feed (see profiles_rank).
 FILTER_REASONS: tuple[str, ...] = ("self", "inactive", "gender", "age", "distance", "excluded", "already_swiped")
 
@@ -492,59 +487,19 @@ def profiles_rank(*, tenant: Tenant, requests: Sequence[RankRequest]) -> RankBat
 
 
 def user_contexts(*, tenant: Tenant, users: Sequence[Profile]) -> dict[int, _UserContext]:
-    """What the feed knows about each user, for many users in four queries in all.
-
-    The same facts as ``services.feed.swipe_history`` (who the user swiped, their newest
-    ``HISTORY_PER_ACTION`` likes, superlikes and passes, who liked them) and
-    ``services.feed.excluded_profile_ids`` (the user, their matches, blocks either way and their
-    reports), read for every user at once instead of per user; tests/test_ml_api.py checks they
-    agree with those two functions.
-    """
-    from safety.models import Block, Report  # the safety app builds on recommender
-
+    """What the feed knows about each user (its swipe history and its "never show" set, from the
+    feed's own readers), for many users in four queries in all."""
     pks = [u.pk for u in users]
-    wanted = set(pks)
-    groups: dict[int, dict[str, list[int]]] = {pk: {a: [] for a in _HISTORY_ACTIONS} for pk in wanted}
-    swiped: dict[int, set[int]] = {pk: set() for pk in wanted}
-    likers: dict[int, set[int]] = {pk: set() for pk in wanted}
-    rows = (
-        Swipe.objects.filter(Q(user_id__in=wanted) | Q(candidate_id__in=wanted, action__in=POSITIVE_ACTIONS))
-        .order_by("occurred_at", "pk")
-        .values_list("user_id", "candidate_id", "action")
-    )
-    for swiper, candidate, action in rows:
-        if swiper in wanted:
-            swiped[swiper].add(candidate)
-            groups[swiper][action].append(candidate)
-        if candidate in wanted and action in POSITIVE_ACTIONS:
-            likers[candidate].add(swiper)
-    excluded: dict[int, set[int]] = {pk: {pk} for pk in wanted}
-    matched = Match.objects.filter(Q(user_a_id__in=wanted) | Q(user_b_id__in=wanted)).values_list(
-        "user_a_id", "user_b_id"
-    )
-    for a, b in matched:
-        for pk in (a, b):
-            if pk in wanted:
-                excluded[pk] |= {a, b}
-    blocks = Block.objects.filter(tenant_id=tenant.pk).filter(Q(blocker_id__in=wanted) | Q(blocked_id__in=wanted))
-    for blocker, blocked in blocks.values_list("blocker_id", "blocked_id"):
-        if blocker in wanted:
-            excluded[blocker].add(blocked)
-        if blocked in wanted:
-            excluded[blocked].add(blocker)
-    reports = Report.objects.filter(tenant_id=tenant.pk, reporter_id__in=wanted).values_list(
-        "reporter_id", "reported_id"
-    )
-    for reporter, reported in reports:
-        excluded[reporter].add(reported)
+    histories = swipe_histories(user_ids=pks)
+    excluded = excluded_profile_ids_by_user(tenant.pk, pks)
     return {
         u.pk: _UserContext(
             user=u,
             features=profile_features(u),
-            swiped=swiped[u.pk],
-            likers=likers[u.pk],
+            swiped=set(histories[u.pk].swiped.tolist()),
+            likers=set(histories[u.pk].likers.tolist()),
             excluded=excluded[u.pk],
-            history=tuple(groups[u.pk][a][-HISTORY_PER_ACTION:] for a in _HISTORY_ACTIONS),  # type: ignore[arg-type]
+            history=(histories[u.pk].liked, histories[u.pk].superliked, histories[u.pk].passed),
         )
         for u in users
     }
