@@ -67,8 +67,9 @@ class RecommendationRequestSerializer(serializers.Serializer):
     filters = FeedFiltersSerializer(required=False, allow_null=True)
 
 
-class FeedComponentsSerializer(serializers.Serializer):
-    """Why a candidate scored what it did: the scoring signals (null = unavailable for the pair)."""
+class SignalComponentsSerializer(serializers.Serializer):
+    """The feed's signals for one (user, candidate) pair; null = unavailable for the pair. The
+    feed's answer and the ML API's rankings both carry them."""
 
     similarity = serializers.FloatField(allow_null=True, help_text="(cos + 1) / 2 of the two bio vectors.")
     structured = serializers.FloatField(allow_null=True)
@@ -76,9 +77,9 @@ class FeedComponentsSerializer(serializers.Serializer):
     distance = serializers.FloatField(allow_null=True)
     interests = serializers.FloatField(allow_null=True)
     lifestyle = serializers.FloatField(allow_null=True)
-    elo = serializers.FloatField(allow_null=True)
-    interaction = serializers.FloatField(allow_null=True)
-    liked_you = serializers.BooleanField()
+    elo = serializers.FloatField(allow_null=True, help_text="The candidate's desirability in [0, 1].")
+    interaction = serializers.FloatField(allow_null=True, help_text="Looks like the user's likes (+) or passes (-).")
+    liked_you = serializers.BooleanField(help_text="The candidate already liked the user.")
     selectivity = serializers.FloatField(allow_null=True)
     collaborative_user_likes = serializers.FloatField(
         allow_null=True, required=False, help_text="The active collaborative model's P(user likes candidate)."
@@ -89,11 +90,17 @@ class FeedComponentsSerializer(serializers.Serializer):
     p_user_likes = serializers.FloatField(allow_null=True)
     p_candidate_likes = serializers.FloatField(allow_null=True)
     reciprocal = serializers.FloatField(allow_null=True)
+
+
+class FeedComponentsSerializer(SignalComponentsSerializer):
+    """Why a candidate scored what it did: the scoring signals (null = unavailable for the pair)."""
+
     ranker = serializers.FloatField(
         allow_null=True,
         required=False,
-        help_text="The LightGBM ranker's score, present when a ranker version ordered the feed "
-        "(comparable within one feed only).",
+        help_text="The active ranker's P(user likes candidate), which took the user's side of the "
+        "reciprocal fusion; present only when a ranker version served the feed (a ranker saved "
+        "without calibration gives its raw score, comparable within one feed only).",
     )
     explore = serializers.BooleanField(help_text="Drawn at random from the eligible rest (exploration slot).")
 

@@ -28,6 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommender.api.feed import SignalComponentsSerializer
 from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, RETRY_AFTER_THROTTLED, error_ref, errors
 from recommender.api.throttling import ML_THROTTLES
 from recommender.authentication import ApiClient
@@ -227,28 +228,8 @@ class RankBatchSerializer(StrictSerializer):
     requests = RankItemSerializer(many=True, allow_empty=False, help_text="At most ML_BATCH_MAX_ITEMS (128) users.")
 
 
-class RankComponentsSerializer(serializers.Serializer):
+class RankComponentsSerializer(SignalComponentsSerializer):
     """The feed's signals for one (user, candidate) pair; null = unavailable for the pair."""
-
-    similarity = serializers.FloatField(allow_null=True, help_text="(cos + 1) / 2 of the two bio vectors.")
-    structured = serializers.FloatField(allow_null=True)
-    age_fit = serializers.FloatField(allow_null=True)
-    distance = serializers.FloatField(allow_null=True)
-    interests = serializers.FloatField(allow_null=True)
-    lifestyle = serializers.FloatField(allow_null=True)
-    elo = serializers.FloatField(allow_null=True, help_text="The candidate's desirability in [0, 1].")
-    interaction = serializers.FloatField(allow_null=True, help_text="Looks like the user's likes (+) or passes (-).")
-    liked_you = serializers.BooleanField(help_text="The candidate already liked the user.")
-    selectivity = serializers.FloatField(allow_null=True)
-    collaborative_user_likes = serializers.FloatField(
-        allow_null=True, required=False, help_text="The active collaborative model's P(user likes candidate)."
-    )
-    collaborative_candidate_likes = serializers.FloatField(
-        allow_null=True, required=False, help_text="The active collaborative model's P(candidate likes user)."
-    )
-    p_user_likes = serializers.FloatField(allow_null=True)
-    p_candidate_likes = serializers.FloatField(allow_null=True)
-    reciprocal = serializers.FloatField(allow_null=True)
 
 
 class RankedCandidateSerializer(serializers.Serializer):
