@@ -30,11 +30,12 @@ this population, history and seed):
   - profiles are written with PostgreSQL ``COPY`` (``copy_profiles``, ``--loader copy``; the
     default above 100,000 profiles). Model validation is skipped, the generator only emits valid
     values and the table's check constraints still apply;
-  - swipes come from ``random_swipes``, a cheap random process instead of ``SwipeSimulator``
-    (whose calibration holds an n x 256 array): sessions of users drawn by a lognormal activity,
-    candidates of a sought gender drawn by a lognormal attractiveness, likes with a per-gender
-    base rate scaled by attractiveness. Swipes, their impressions and the resulting mutual-like
-    matches are inserted with ``COPY``, then ``elo_rebuild`` recomputes the ratings;
+  - swipes come from ``load_synthetic``'s random process (``bulk_load.simulate_swipes``)
+    instead of ``SwipeSimulator`` (whose calibration holds an n x 256 array): sessions of users
+    drawn by a lognormal activity, candidates of a sought gender drawn by a lognormal
+    attractiveness, likes with a per-gender base rate scaled by attractiveness. Swipes and the
+    resulting mutual-like matches are inserted with ``COPY`` (``bulk_load.load_history``), then
+    ``elo_rebuild`` recomputes the ratings;
   - embeddings are synthetic unit vectors (``synthetic_vectors``): the sum of a seeded random
     384-d topic vector per interest tag plus gaussian noise, normalised, so the index has the
     cluster structure of shared interests. Encoding a million bios with MiniLM on 2 CPU cores
@@ -55,7 +56,6 @@ import argparse
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -92,7 +92,8 @@ COPY_THRESHOLD = 100_000  # --loader auto: above this many profiles, COPY instea
 ORM_CHUNK = 20_000
 COPY_CHUNK = 50_000
 HISTORY_DAYS = 30
-PREPARE_VERSION = 1  # bump when preparation changes, so --reuse does not pick up old data
+PREPARE_VERSION = 2  # bump when preparation changes, so --reuse does not pick up old data
+# 2: the synthetic history is load_synthetic's (no impressions), not a copy of its generator
 
 
 # --- Arguments --------------------------------------------------------------------------------
@@ -265,137 +266,15 @@ def simulated_history(tenant: Any, population: Sequence[Any], pks: np.ndarray, n
     return {"method": "SwipeSimulator + sessions_replay", **stats.__dict__}
 
 
-@dataclass
-class SwipeArrays:
-    user: np.ndarray  # (s,) population indices
-    candidate: np.ndarray  # (s,)
-    action: np.ndarray  # (s,) 0 pass, 1 like, 2 superlike
-    session: np.ndarray  # (s,) session number
-    position: np.ndarray  # (s,) position in the session
-    seconds: np.ndarray  # (s,) offset from the history's start
+def random_history(tenant: Any, population: Sequence[Any], pks: np.ndarray, n_swipes: int, seed: int) -> dict:
+    """``load_synthetic``'s random history (``bulk_load.simulate_swipes``), written in time order
+    with its mutual-like matches by ``bulk_load.load_history`` (COPY on PostgreSQL)."""
+    from recommender.services.bulk_load import load_history, simulate_swipes
 
-
-IMPRESSION_COLUMNS = (
-    "tenant_id", "user_id", "candidate_id", "position", "context_hash", "model_version", "experiment_arm",
-    "occurred_at", "received_at",
-)  # fmt: skip
-BASE_LIKE_RATE = {"man": 0.46, "woman": 0.10, "nonbinary": 0.25}
-GENDER_ORDER: tuple[str, ...] = ("woman", "man", "nonbinary")
-
-
-def random_swipes(population: Sequence[Any], n_swipes: int, seed: int) -> SwipeArrays:
-    """A cheap stand-in for the simulator at scale (see the module docstring), vectorised."""
-    rng = np.random.default_rng([seed, 101])
-    n = len(population)
-    gender = np.array([GENDER_ORDER.index(p.gender) for p in population], dtype=np.int64)
-    seeks = np.zeros((n, 3), dtype=bool)
-    for i, p in enumerate(population):
-        seeks[i, [GENDER_ORDER.index(g) for g in p.seeking]] = True
-    attractiveness = np.exp(rng.normal(0.0, 1.0, n))
-    activity = np.exp(rng.normal(0.0, 1.3, n))
-    # Sessions: users by activity, geometric sizes (mean 15, at most 60), until n_swipes.
-    n_sessions = int(n_swipes / 15 * 1.3) + 10
-    session_user = rng.choice(n, size=n_sessions, p=activity / activity.sum())
-    sizes = np.minimum(rng.geometric(1 / 15, n_sessions), 60)
-    keep = np.searchsorted(np.cumsum(sizes), n_swipes) + 1
-    session_user, sizes = session_user[:keep], sizes[:keep]
-    user = np.repeat(session_user, sizes)[:n_swipes]
-    session = np.repeat(np.arange(len(sizes)), sizes)[:n_swipes]
-    position = (np.arange(len(session)) - np.repeat(np.cumsum(sizes) - sizes, sizes)[:n_swipes]).astype(np.int64)
-    # Each swipe's candidate: a gender the user seeks (uniform among theirs), then a profile
-    # of that gender drawn with weight attractiveness ** 0.6 (popular profiles are shown more).
-    keys = np.where(seeks[user], rng.random((len(user), 3)), -1.0)
-    wanted = keys.argmax(axis=1)
-    candidate = np.empty(len(user), dtype=np.int64)
-    for g in range(3):
-        members = np.flatnonzero(gender == g)
-        sel = wanted == g
-        if not sel.any() or not len(members):
-            candidate[sel] = rng.integers(0, n, int(sel.sum()))
-            continue
-        cum = np.cumsum(attractiveness[members] ** 0.6)
-        candidate[sel] = members[np.searchsorted(cum, rng.random(int(sel.sum())) * cum[-1])]
-    # Likes: base rate of the user's gender times the candidate's relative attractiveness.
-    base = np.array([BASE_LIKE_RATE[g] for g in GENDER_ORDER])[gender[user]]
-    lift = attractiveness[candidate] ** 0.5 / np.mean(attractiveness**0.5)
-    liked = rng.random(len(user)) < np.clip(base * lift, 0.0, 0.95)
-    action = np.where(liked, np.where(rng.random(len(user)) < 0.03, 2, 1), 0)
-    # One swipe per (user, candidate) pair and none on oneself: the feed never shows either.
-    pair = user * n + candidate
-    _, first = np.unique(pair, return_index=True)
-    ok = np.zeros(len(user), dtype=bool)
-    ok[first] = True
-    ok &= user != candidate
-    session_start = np.sort(rng.random(len(sizes))) * HISTORY_DAYS * 86_400
-    seconds = session_start[session] + position * 4.0
-    return SwipeArrays(user[ok], candidate[ok], action[ok], session[ok], position[ok], seconds[ok])
-
-
-def copy_history(tenant: Any, pks: np.ndarray, swipes: SwipeArrays, seed: int) -> dict:
-    """Insert the random swipes, their impressions and the mutual-like matches with COPY."""
-    from django.db import transaction
-    from django.utils import timezone
-
-    from recommender.models import Impression, Match, Swipe
-    from recommender.services.bulk_load import SWIPE_COLUMNS, copy_rows
-
-    start = timezone.now() - timedelta(days=HISTORY_DAYS)
-    rng = np.random.default_rng([seed, 102])
-    session_ids = [str(uuid.UUID(int=int(x), version=4)) for x in rng.integers(0, 2**63, swipes.session.max() + 1)]
-    durations = np.clip(np.exp(rng.normal(np.log(2500), 0.6, len(swipes.user))), 250, 120_000).astype(np.int64)
-    times = [start + timedelta(seconds=float(s)) for s in swipes.seconds]
-    names = np.array(["pass", "like", "superlike"])
-    now = timezone.now()
-    users, cands = pks[swipes.user].tolist(), pks[swipes.candidate].tolist()
-    with transaction.atomic():
-        n_swipes = copy_rows(
-            Swipe._meta.db_table,
-            SWIPE_COLUMNS,
-            (
-                (tenant.pk, u, c, a, d, session_ids[s], t, now)
-                for u, c, a, d, s, t in zip(
-                    users,
-                    cands,
-                    names[swipes.action].tolist(),
-                    durations.tolist(),
-                    swipes.session.tolist(),
-                    times,
-                    strict=True,
-                )
-            ),
-        )
-        copy_rows(
-            Impression._meta.db_table,
-            IMPRESSION_COLUMNS,
-            (
-                (tenant.pk, u, c, p, f"bench:{session_ids[s]}", "bench-random-history", "", t, now)
-                for u, c, p, s, t in zip(
-                    users, cands, swipes.position.tolist(), swipes.session.tolist(), times, strict=True
-                )
-            ),
-        )
-        matches = _mutual_likes(swipes, pks, times)
-        copy_rows(
-            Match._meta.db_table,
-            ("tenant_id", "user_a_id", "user_b_id", "match_type", "occurred_at", "received_at"),
-            ((tenant.pk, a, b, kind, t, now) for a, b, kind, t in matches),
-        )
+    swipes = simulate_swipes(population, n_swipes, seed)
+    written, matches = load_history(tenant, pks, swipes, seed=seed)
     likes = int((swipes.action > 0).sum())
-    return {"method": "random_swipes + COPY", "swipes": n_swipes, "likes": likes, "matches": len(matches)}
-
-
-def _mutual_likes(swipes: SwipeArrays, pks: np.ndarray, times: list[datetime]) -> list[tuple[int, int, str, datetime]]:
-    """(user_a pk, user_b pk, match type, time) of pairs who liked each other, a < b."""
-    positive = np.flatnonzero(swipes.action > 0)
-    liked = {(int(swipes.user[i]), int(swipes.candidate[i])): i for i in positive}
-    out = []
-    for (u, v), i in liked.items():
-        j = liked.get((v, u))
-        if j is None or pks[u] > pks[v]:
-            continue
-        kind = "superlike" if 2 in (swipes.action[i], swipes.action[j]) else "mutual_like"
-        out.append((int(pks[u]), int(pks[v]), kind, max(times[i], times[j])))
-    return out
+    return {"method": "bulk_load.simulate_swipes + load_history", "swipes": written, "likes": likes, "matches": matches}
 
 
 # --- Embeddings -------------------------------------------------------------------------------
@@ -468,7 +347,7 @@ def prepare(env: BenchEnv, args: argparse.Namespace, phases: Phases) -> tuple[An
     synthetic = args.population == "synthetic"
     with phases("swipe history"):
         if synthetic:
-            history = copy_history(tenant, pks, random_swipes(population, args.swipes, args.seed), args.seed)
+            history = random_history(tenant, population, pks, args.swipes, args.seed)
         else:
             history = simulated_history(tenant, population, pks, args.swipes, args.seed)
     if synthetic:
