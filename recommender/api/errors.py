@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from recommender.services.events import EventValidationError
+from recommender.services.ml_api import MlInputError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class PayloadTooLarge(APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, EventValidationError):
+    if isinstance(exc, (EventValidationError, MlInputError)):  # services' field-level errors
         return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -36,7 +36,6 @@ from recommender.permissions import IsServiceKey
 from recommender.services.ml_api import (
     FILTER_REASONS,
     EmbeddingBatch,
-    MlInputError,
     RankBatch,
     RankRequest,
     Side,
@@ -424,10 +423,7 @@ class EmbeddingsBatchView(MlView):
         data = _validated(EmbeddingsBatchSerializer, request.data)
         client: ApiClient = request.user
         profile_ids = data.get("profile_ids")
-        try:
-            batch = embeddings_compute(tenant=client.tenant, texts=data.get("texts"), profile_ids=profile_ids)
-        except MlInputError as exc:
-            raise ValidationError(exc.errors) from None
+        batch = embeddings_compute(tenant=client.tenant, texts=data.get("texts"), profile_ids=profile_ids)
         return Response(embeddings_response(batch, profile_ids))
 
 
@@ -470,10 +466,7 @@ class SimilarityBatchView(MlView):
         _check_count(request.data, "pairs", settings.ML_BATCH_MAX_ITEMS)
         data = _validated(SimilarityBatchSerializer, request.data)
         pairs = [(_side(p["a"]), _side(p["b"])) for p in data["pairs"]]
-        try:
-            batch = similarities_compute(tenant=request.user.tenant, pairs=pairs)
-        except MlInputError as exc:
-            raise ValidationError(exc.errors) from None
+        batch = similarities_compute(tenant=request.user.tenant, pairs=pairs)
         return Response(similarity_response(batch))
 
 
@@ -509,10 +502,7 @@ class RankBatchView(MlView):
                 raise BatchTooLarge("requests", settings.ML_RANK_MAX_PAIRS, total, "(user, candidate) pairs")
         data = _validated(RankBatchSerializer, request.data)
         requests = [RankRequest(user_id=r["user_id"], candidate_ids=r["candidate_ids"]) for r in data["requests"]]
-        try:
-            batch = profiles_rank(tenant=request.user.tenant, requests=requests)
-        except MlInputError as exc:
-            raise ValidationError(exc.errors) from None
+        batch = profiles_rank(tenant=request.user.tenant, requests=requests)
         return Response(rank_response(batch))
 
 
