@@ -206,6 +206,9 @@ ELO_K = env.float("ELO_K", default=32.0)
 # in-memory candidate store: the delay before a change shows in feeds served by that process.
 FEED_STORE_REFRESH_SECONDS = env.float("FEED_STORE_REFRESH_SECONDS", default=2.0)
 FEED_ELO_REFRESH_SECONDS = env.float("FEED_ELO_REFRESH_SECONDS", default=10.0)
+# Those refreshes, and the index's and the registry's, run on a per-process background thread
+# (patra/refresher.py) instead of on the request that finds them due; false runs them inline.
+SERVING_REFRESH_IN_BACKGROUND = env.bool("SERVING_REFRESH_IN_BACKGROUND", default=True)
 EMBEDDING_CACHE_TTL = env.int("EMBEDDING_CACHE_TTL", default=3600)
 
 # Event weights for collaborative models: a pass is negative evidence.

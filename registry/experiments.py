@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from patra.refresher import refresh_later
 from recommender.models import POSITIVE_ACTIONS, Impression, Match, Profile, Swipe, Tenant
 from registry.models import Experiment, ExperimentArm
 from registry.selectors import running_experiment
@@ -67,12 +68,19 @@ def _running(tenant_id: int, model_type: str) -> Experiment | None:
     no query most of the time (a started or stopped experiment is noticed within that delay)."""
     ttl = float(settings.REGISTRY_REFRESH_SECONDS)
     key = (tenant_id, model_type)
-    now = time.monotonic()
     with _cache_lock:
         cached = _running_cache.get(key)
-    if ttl > 0 and cached is not None and cached[0] > now:
+    if ttl > 0 and cached is not None:
+        if cached[0] <= time.monotonic():
+            # Stale: re-read on the refresher thread; this request keeps the remembered answer.
+            refresh_later(("running-experiment", key), lambda: _remember_running(key, ttl))
         return cached[1]
-    experiment = running_experiment(tenant_id=tenant_id, model_type=model_type)
+    return _remember_running(key, ttl)
+
+
+def _remember_running(key: tuple[int, str], ttl: float) -> Experiment | None:
+    now = time.monotonic()
+    experiment = running_experiment(tenant_id=key[0], model_type=key[1])
     with _cache_lock:
         _running_cache[key] = (now + ttl, experiment)
     return experiment

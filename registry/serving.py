@@ -6,11 +6,12 @@
         version, model = current
 
 ``get()`` never loads anything itself: at most every REGISTRY_REFRESH_SECONDS it asks the
-database for the active version's id (one lookup in a tiny partial index) and, when that changed,
-starts a background thread that fetches, verifies and loads the artifact. Requests keep getting
-the old model until the new one is loaded, then the reference is swapped under a lock. A version
-that fails to load is not retried (until another version becomes active) and the old model keeps
-serving; ``status()`` reports the error for health checks.
+database for the active version's id (one lookup in a tiny partial index; after the first time
+on the refresher thread, :mod:`patra.refresher`) and, when that changed, starts a background
+thread that fetches, verifies and loads the artifact. Requests keep getting the old model until
+the new one is loaded, then the reference is swapped under a lock. A version that fails to load
+is not retried (until another version becomes active) and the old model keeps serving;
+``status()`` reports the error for health checks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from patra.refresher import refresh_later
 from registry.models import ModelVersion
 from registry.selectors import active_version_id
 from registry.storage import artifact_store
@@ -49,6 +51,7 @@ class ActiveModel(Generic[T]):
         self._current: tuple[ModelVersion, T] | None = None
         self._loaded_at: datetime | None = None
         self._next_check = 0.0  # time.monotonic() after which the database is asked again
+        self._checked_once = False  # the first check is inline, so that a first load starts at once
         self._pending: ModelVersion | None = None
         self._thread: threading.Thread | None = None
         self._failed_id: Any = None
@@ -80,21 +83,30 @@ class ActiveModel(Generic[T]):
     def wait(self, timeout: float = 30.0) -> bool:
         """Check now and wait for a load in progress (start-up warm-up, tests). True if idle."""
         self._next_check = 0.0
-        self._maybe_check()
+        self._maybe_check(inline=True)
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
             return not thread.is_alive()
         return True
 
-    def _maybe_check(self) -> None:
+    def _maybe_check(self, *, inline: bool = False) -> None:
         now = time.monotonic()
         if now < self._next_check:
             return
+        if self._checked_once and not inline:
+            # Later polls run on the refresher thread: no request waits for the query.
+            refresh_later(("active-model", id(self)), self._check)
+        else:
+            self._check()
+
+    def _check(self) -> None:
+        now = time.monotonic()
         with self._lock:
             if now < self._next_check or (self._thread is not None and self._thread.is_alive()):
                 return
             self._next_check = now + self.refresh_seconds
+            self._checked_once = True
         try:
             wanted = active_version_id(tenant_id=self.tenant_id, model_type=self.model_type)
         except Exception as exc:  # the database is down: keep serving what we have

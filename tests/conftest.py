@@ -49,6 +49,13 @@ def _fresh_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _inline_refreshes(settings: Any) -> None:
+    """Serving-state refreshes run inline in tests: a test's rows live in its transaction, which
+    the refresher thread's own connection cannot see. tests/test_refresher.py turns it back on."""
+    settings.SERVING_REFRESH_IN_BACKGROUND = False
+
+
+@pytest.fixture(autouse=True)
 def _clear_locmem_cache() -> None:
     """Tests share one process-wide local-memory cache in embedded mode; clear it between tests."""
     if not settings.REDIS_URL:

@@ -49,6 +49,7 @@ from django.db.models import Max
 from django.utils import timezone
 from tqdm import tqdm
 
+from patra.refresher import refresh_later
 from recommender.ml.ann import AnnConfig, AnnIndex, AnnIndexLoadError, exact_search, recall_at_k
 from recommender.models import Profile, ProfileEmbedding, ProfileStatus, Tenant
 from recommender.services.embeddings import (
@@ -589,14 +590,22 @@ def _slot(tenant_id: int) -> _Slot:
 def serving_index(tenant_id: int) -> ServingIndex | None:
     """The tenant's loaded index, refreshed at most every INDEX_REFRESH_SECONDS; None if no build."""
     slot = _slot(tenant_id)
-    # The first load blocks so that concurrent first requests all get the index; later
-    # refreshes never make a request wait for another thread's refresh.
-    if _due(slot) and slot.lock.acquire(blocking=slot.current is None):
+    if slot.current is None:
+        # The first load blocks so that concurrent first requests all get the index.
+        if _due(slot):
+            _refresh_unless_running(slot, blocking=True)
+    elif _due(slot):
+        # Later refreshes run on the refresher thread: no request waits for deltas or a swap.
+        refresh_later(("index", tenant_id), lambda: _refresh_unless_running(slot, blocking=False))
+    return slot.current
+
+
+def _refresh_unless_running(slot: _Slot, *, blocking: bool) -> None:
+    if slot.lock.acquire(blocking=blocking):
         try:
             _refresh(slot)
         finally:
             slot.lock.release()
-    return slot.current
 
 
 def _due(slot: _Slot) -> bool:
@@ -811,19 +820,27 @@ class _PinnedIndex:
             self.thread.join(FIRST_LOAD_TIMEOUT)
         if self._loaded is None:
             return None
-        now = time.monotonic()
-        if (self._served is None or now >= self._next_check) and self._lock.acquire(blocking=self._served is None):
-            try:
-                if self._served is None or now >= self._next_check:
-                    self._next_check = now + settings.INDEX_REFRESH_SECONDS
-                    try:
-                        self._loaded.apply_deltas()
-                    except DatabaseError as exc:
-                        logger.warning("index deltas for %s failed: %s", self.version.label, exc)
-                    self._served = self._loaded
-            finally:
-                self._lock.release()
+        if self._served is None:
+            self._apply_deltas(blocking=True)  # the first deltas before serving, as the first load
+        elif time.monotonic() >= self._next_check:
+            refresh_later(("index-version", self.version.id), lambda: self._apply_deltas(blocking=False))
         return self._served
+
+    def _apply_deltas(self, *, blocking: bool) -> None:
+        loaded = self._loaded
+        if loaded is None or not self._lock.acquire(blocking=blocking):
+            return
+        try:
+            now = time.monotonic()
+            if self._served is None or now >= self._next_check:
+                self._next_check = now + settings.INDEX_REFRESH_SECONDS
+                try:
+                    loaded.apply_deltas()
+                except DatabaseError as exc:
+                    logger.warning("index deltas for %s failed: %s", self.version.label, exc)
+                self._served = loaded
+        finally:
+            self._lock.release()
 
 
 _pinned: dict[uuid.UUID, _PinnedIndex] = {}
