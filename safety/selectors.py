@@ -37,6 +37,19 @@ def blocked_or_reported_queries(*, tenant_id: int, user_id: int) -> list[QuerySe
     ]
 
 
+def blocked_or_reported_sql() -> str:
+    """:func:`blocked_or_reported_queries` as SQL: one ``profile_id`` column, parameters
+    ``%(tenant_id)s`` and ``%(user_id)s``. The feed wraps it into the one query it reads the
+    user's history with; written out once here instead of compiled from the querysets on every
+    feed, because compiling them cost about as much as running them (tests pin the two agree)."""
+    block, report = Block._meta.db_table, Report._meta.db_table
+    return (
+        f"SELECT blocked_id AS profile_id FROM {block} WHERE tenant_id = %(tenant_id)s AND blocker_id = %(user_id)s"
+        f" UNION ALL SELECT blocker_id FROM {block} WHERE tenant_id = %(tenant_id)s AND blocked_id = %(user_id)s"
+        f" UNION ALL SELECT reported_id FROM {report} WHERE tenant_id = %(tenant_id)s AND reporter_id = %(user_id)s"
+    )
+
+
 def blocked_or_reported_by_user(*, tenant_id: int, user_ids: Iterable[int]) -> dict[int, set[int]]:
     """:func:`blocked_or_reported_ids` of each of ``user_ids``, in two queries for all."""
     wanted = set(user_ids)

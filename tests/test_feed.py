@@ -25,6 +25,8 @@ from recommender.services.feed import (
     FeedResult,
     excluded_profile_ids,
     feed_for,
+    feed_reads,
+    swipe_histories,
 )
 from recommender.services.index import index_build
 from recommender.services.profiles import profile_erase, profile_set_status
@@ -187,6 +189,42 @@ def test_blocked_and_reported_are_never_shown(tenant, user, man):
     index_build(tenant=tenant)
     assert excluded_profile_ids(tenant.pk, user.pk) == {user.pk, men[0].pk, men[1].pk, men[2].pk}
     assert shown(feed(tenant, user, count=50)) == {m.pk for m in men[3:]}
+
+
+def test_feed_reads_agree_with_the_orm_reads(tenant, other_tenant, user, man, make_profile):
+    """feed_reads is hand-written SQL for speed: it must read exactly what swipe_histories and
+    the safety app's querysets read, both ways, and nothing of other users or tenants."""
+    from safety.selectors import blocked_or_reported_queries
+    from safety.services import block_create, report_create
+
+    men = [man(km_north=1.0 + i) for i in range(10)]
+    swipe(tenant, user, men[0], "like")
+    swipe(tenant, user, men[1], "pass")
+    swipe(tenant, user, men[2], "superlike")
+    swipe(tenant, men[4], user, "like")  # likes received
+    swipe(tenant, men[5], user, "superlike")
+    swipe(tenant, men[6], user, "pass")  # not a like: not a liker
+    swipe(tenant, men[4], men[7], "like")  # someone else's swipe
+    match_events_ingest(tenant=tenant, matches=[MatchIn(user.external_id, men[3].external_id, timezone.now())])
+    match_events_ingest(tenant=tenant, matches=[MatchIn(men[8].external_id, user.external_id, timezone.now())])
+    block_create(blocker=user, blocked=men[9])
+    block_create(blocker=men[7], blocked=user)
+    report_create(reporter=user, reported=men[6], reason="harassment")
+    report_create(reporter=men[5], reported=user, reason="spam")  # a report *of* the user excludes nothing
+    stranger = make_profile(tenant_=other_tenant)
+    block_create(blocker=stranger, blocked=make_profile(tenant_=other_tenant))
+
+    reads = feed_reads(tenant_id=tenant.pk, user_id=user.pk)
+    orm = swipe_histories(user_ids=[user.pk])[user.pk]
+    assert sorted(reads.history.swiped) == sorted(orm.swiped) == sorted(m.pk for m in men[:3])
+    assert reads.history.liked == orm.liked == [men[0].pk]
+    assert reads.history.superliked == orm.superliked == [men[2].pk]
+    assert reads.history.passed == orm.passed == [men[1].pk]
+    assert sorted(reads.history.likers) == sorted(orm.likers) == sorted([men[4].pk, men[5].pk])
+    safety = {pk for qs in blocked_or_reported_queries(tenant_id=tenant.pk, user_id=user.pk) for (pk,) in qs}
+    assert reads.excluded == {user.pk, men[3].pk, men[8].pk} | safety
+    assert safety == {men[9].pk, men[7].pk, men[6].pk}
+    assert feed_reads(tenant_id=tenant.pk, user_id=men[0].pk).excluded == {men[0].pk}
 
 
 # --------------------------------------------------------------------------- status

@@ -6,9 +6,9 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
     The tenant's in-process candidate store (``recommender.feed.store``): every active
     profile's features, Elo and a ``pk -> row`` map, refreshed by deltas at most every 2 s.
 ``history``
-    Two indexed queries: the user's swipes (who they swiped, and their last
+    One query (``feed_reads``): the user's swipes (who they swiped, and their last
     ``HISTORY_PER_ACTION`` likes, superlikes and passes) together with the likes the user
-    received, and ``excluded_profile_ids`` (the user, their matches, later blocks and reports).
+    received, and ``excluded_profile_ids`` (the user, their matches, blocks and reports).
 ``vectors_user``
     The user's own vector and their history's vectors (``profile_vectors``: cache, then DB),
     giving the taste vector (``taste_vector``). Skipped in fallback.
@@ -78,17 +78,19 @@ structured score, Elo and the liked-you boost only (sources c to f) and says why
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -200,6 +202,12 @@ def swipe_histories(*, user_ids: Sequence[int]) -> dict[int, SwipeHistory]:
         .order_by("occurred_at", "pk")
         .values_list("user_id", "candidate_id", "action")
     )
+    return _histories(rows, wanted)
+
+
+def _histories(rows: Iterable[tuple[int, int, str]], wanted: set[int]) -> dict[int, SwipeHistory]:
+    """SwipeHistory of each of ``wanted`` from time-ordered (swiper, candidate, action) rows
+    holding their swipes and the likes they received."""
     actions = (SwipeAction.LIKE, SwipeAction.SUPERLIKE, SwipeAction.PASS)
     groups: dict[int, dict[str, list[int]]] = {pk: {a: [] for a in actions} for pk in wanted}
     swiped: dict[int, set[int]] = {pk: set() for pk in wanted}
@@ -229,15 +237,59 @@ def excluded_profile_ids(tenant_id: int, user_id: int) -> set[int]:
     The one place for "never show". Swiped profiles are excluded separately, from the swipe
     history the feed reads anyway.
     """
-    from safety.selectors import blocked_or_reported_queries  # the safety app builds on recommender
+    return feed_reads(tenant_id=tenant_id, user_id=user_id).excluded
 
-    # One round trip: the user's matches (both columns) and the safety app's exclusions, as a
-    # UNION ALL. No tenant condition on matches: a user's matches are all in their tenant, and
-    # the planner would rather walk the tenant index than use the two user indexes.
-    as_a = Match.objects.filter(user_a_id=user_id).values_list("user_b_id")
-    as_b = Match.objects.filter(user_b_id=user_id).values_list("user_a_id")
-    safety = blocked_or_reported_queries(tenant_id=tenant_id, user_id=user_id)
-    return {user_id} | {pk for (pk,) in as_a.union(as_b, *safety, all=True)}
+
+@dataclass(frozen=True)
+class FeedReads:
+    history: SwipeHistory
+    excluded: set[int]  # excluded_profile_ids
+
+
+def feed_reads(*, tenant_id: int, user_id: int) -> FeedReads:
+    """:func:`swipe_history` and :func:`excluded_profile_ids` of one user in one round trip.
+
+    The feed's one read of the database before its final live check. Hand-written SQL, a
+    UNION ALL of the swipe query and the exclusions, because on two cores building the ORM
+    querysets for each feed cost about as much as running them (tests pin that this agrees
+    with :func:`swipe_histories` and the safety app's querysets). No tenant condition on
+    swipes and matches: a user's rows are all in their tenant, and the planner would rather
+    walk the tenant index than use the user indexes.
+    """
+    from safety.selectors import blocked_or_reported_sql  # the safety app builds on recommender
+
+    params = {
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "like": SwipeAction.LIKE.value,
+        "superlike": SwipeAction.SUPERLIKE.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_feed_reads_sql(blocked_or_reported_sql()), params)
+        rows = cursor.fetchall()
+    excluded = {user_id}
+    swipes: list[tuple[int, int, str]] = []
+    for swiper_id, profile_id, action, _occurred_at, _id in rows:
+        if swiper_id is None:
+            excluded.add(profile_id)  # a match, a block either way or a report
+        else:
+            swipes.append((swiper_id, profile_id, action))
+    return FeedReads(history=_histories(swipes, {user_id})[user_id], excluded=excluded)
+
+
+@functools.cache
+def _feed_reads_sql(safety_sql: str) -> str:
+    swipe, match = Swipe._meta.db_table, Match._meta.db_table
+    # Swipe rows first in time order (the newest HISTORY_PER_ACTION of each action are kept);
+    # exclusion rows have a NULL swiper and sort anywhere.
+    return (
+        f"SELECT user_id, candidate_id, action, occurred_at, id FROM {swipe}"
+        " WHERE user_id = %(user_id)s OR (candidate_id = %(user_id)s AND action IN (%(like)s, %(superlike)s))"
+        f" UNION ALL SELECT NULL, user_b_id, NULL, NULL, NULL FROM {match} WHERE user_a_id = %(user_id)s"
+        f" UNION ALL SELECT NULL, user_a_id, NULL, NULL, NULL FROM {match} WHERE user_b_id = %(user_id)s"
+        f" UNION ALL SELECT NULL, x.profile_id, NULL, NULL, NULL FROM ({safety_sql}) x"
+        " ORDER BY 4, 5"
+    )
 
 
 def excluded_profile_ids_by_user(tenant_id: int, user_ids: Sequence[int]) -> dict[int, set[int]]:
@@ -526,9 +578,22 @@ def _live_profiles(tenant_id: int, pks: list[int]) -> dict[int, uuid.UUID]:
 
     Filtered by primary key alone, tenant and status checked here: with a tenant or status
     condition the planner may walk the (tenant, status) index over the whole tenant instead.
+    Hand-written SQL for the reason :func:`feed_reads` gives.
     """
-    rows = Profile.objects.filter(pk__in=pks).values_list("pk", "tenant_id", "status", "external_id")
-    return {pk: ext for pk, tid, status, ext in rows if tid == tenant_id and status == ProfileStatus.ACTIVE}
+    if not pks:
+        return {}
+    placeholders = ", ".join(["%s"] * len(pks))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, tenant_id, status, external_id FROM {Profile._meta.db_table} WHERE id IN ({placeholders})",
+            pks,
+        )
+        rows = cursor.fetchall()
+    to_uuid = _EXTERNAL_ID.to_python  # PostgreSQL answers a UUID, SQLite its hex string
+    return {pk: to_uuid(ext) for pk, tid, status, ext in rows if tid == tenant_id and status == ProfileStatus.ACTIVE}
+
+
+_EXTERNAL_ID = Profile._meta.get_field("external_id")
 
 
 def feed_for(
@@ -555,8 +620,9 @@ def feed_for(
         store = candidate_store(tenant.pk)
         snap = store.snapshot()
     with stage("history"):
-        history = swipe_history(user_id=user.pk)
-        excluded = np.fromiter(excluded_profile_ids(tenant.pk, user.pk), dtype=np.int64)
+        reads = feed_reads(tenant_id=tenant.pk, user_id=user.pk)
+        history = reads.history
+        excluded = np.fromiter(reads.excluded, dtype=np.int64, count=len(reads.excluded))
         skip = np.concatenate([history.swiped, excluded])
         likers = history.likers[~np.isin(history.likers, skip)]
     user_f = profile_features(user)
@@ -615,7 +681,7 @@ def feed_for(
             elo_user=_user_elo(snap, user),
             liked_user=np.isin(pks, likers),
             # relative to the tenant's typical like rate, so the scale of P(v likes u) is kept
-            selectivity=snap.like_rate[rows] / max(float(np.median(snap.like_rate)), 1e-6),
+            selectivity=snap.like_rate[rows] / store.median_like_rate(),
             collab_uv=collab_uv,
             collab_vu=collab_vu,
         )

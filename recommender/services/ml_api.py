@@ -441,8 +441,9 @@ def profiles_rank(*, tenant: Tenant, requests: Sequence[RankRequest]) -> RankBat
     contexts = {ext: by_pk[user.pk] for ext, user in users.items()}
     all_pks = {res.profile.pk for res in resolved.values()}
     elo, like_rate = _elo_and_like_rates(all_pks)
-    snapshot = candidate_store(tenant.pk).snapshot()  # the feed's features of active profiles
-    median_rate = _median_like_rate(snapshot)
+    store = candidate_store(tenant.pk)
+    snapshot = store.snapshot()  # the feed's features of active profiles
+    median_rate = store.median_like_rate()
     vectors: dict[int, np.ndarray] = {}
     if fallback is None:
         history_pks = {pk for c in contexts.values() for group in c.history for pk in group}
@@ -518,12 +519,6 @@ def _elo_and_like_rates(pks: set[int]) -> tuple[dict[int, float], dict[int, floa
     )
     like_rate = {pk: float(rate) for (pk, *_rest), rate in zip(rows, rates, strict=True)}
     return elo, like_rate
-
-
-def _median_like_rate(snapshot: StoreSnapshot) -> float:
-    """The tenant's median like rate, as the feed normalises selectivity (its candidate store)."""
-    rates = snapshot.like_rate
-    return max(float(np.median(rates)) if len(rates) else PRIOR_LIKE_RATE, 1e-6)
 
 
 def _stored_vectors(tenant: Tenant, pks: set[int]) -> dict[int, np.ndarray]:
