@@ -324,6 +324,42 @@ def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionB
     return IngestResult(received=received, created=len(rows), duplicates=received - len(rows))
 
 
+def impressions_record_served(
+    *,
+    tenant: Tenant,
+    user: Profile,
+    candidate_ids: Sequence[int],
+    model_version: str,
+    experiment_arm: str,
+    context_hash: str,
+    timestamp: datetime,
+) -> None:
+    """Log a feed this service has just served, in position order (``candidate_ids``: profile
+    pks the feed checked live in ``tenant`` a moment ago).
+
+    The feed's own log, so none of :func:`impression_batch_ingest`'s resolution of external ids,
+    locking and duplicate reads is needed: one INSERT in autocommit, a repeat of the same row
+    ignored by the unique constraint. Tagged with the model version, such impressions are
+    essential (never sampled).
+    """
+    Impression.objects.bulk_create(
+        [
+            Impression(
+                tenant=tenant,
+                user=user,
+                candidate_id=pk,
+                position=position,
+                context_hash=context_hash,
+                model_version=model_version,
+                experiment_arm=experiment_arm,
+                occurred_at=timestamp,
+            )
+            for position, pk in enumerate(candidate_ids)
+        ],
+        ignore_conflicts=True,
+    )
+
+
 @dataclass(frozen=True)
 class MatchIn:
     user_id: uuid.UUID

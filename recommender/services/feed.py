@@ -115,7 +115,7 @@ from recommender.services.collaborative import (
     serving_collaborative,
 )
 from recommender.services.embeddings import EmbeddingUnavailable, ml_available, profile_vectors
-from recommender.services.events import ImpressionBatchIn, impression_batch_ingest
+from recommender.services.events import impressions_record_served
 from recommender.services.index import ServingIndex, serving_index, serving_index_version
 from recommender.services.ranking import RankerChoice, RankerInputs, ranker_for, ranker_reset_for_tests, ranker_scores
 from registry.experiments import experiment_for_impression
@@ -821,17 +821,14 @@ def _items(
 def _log_impressions(
     tenant: Tenant, user: Profile, items: list[FeedItem], model_version: str, variant: str, experiment_arm: str
 ) -> None:
-    impression_batch_ingest(
+    impressions_record_served(
         tenant=tenant,
         user=user,
-        batch=ImpressionBatchIn(
-            candidate_ids=[item.external_id for item in items],
-            positions=list(range(len(items))),
-            context_hash=f"feed:{variant}",
-            timestamp=timezone.now(),
-            model_version=model_version,
-            experiment_arm=experiment_arm,
-        ),
+        candidate_ids=[item.profile_id for item in items],
+        model_version=model_version,
+        experiment_arm=experiment_arm,
+        context_hash=f"feed:{variant}",
+        timestamp=timezone.now(),
     )
 
 
