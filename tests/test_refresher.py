@@ -110,10 +110,24 @@ def make(tenant: Tenant, **overrides: Any) -> Profile:
     return profile_create(tenant=tenant, data=data)
 
 
+def fake_encode(texts: Sequence[str]) -> np.ndarray:
+    rows = [
+        np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).standard_normal(DIM)
+        for t in texts
+    ]
+    vectors = np.vstack(rows).astype(np.float32) if rows else np.empty((0, DIM), np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 @pytest.fixture
-def fresh_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)  # the profile hooks embed
+def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profile hooks and index builds embed with :func:`fake_encode` instead of MiniLM."""
+    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)
     monkeypatch.setattr(index_service, "embedding_dim", lambda: DIM)
+
+
+@pytest.fixture
+def fresh_stores(fake_encoder: None) -> Iterator[None]:
     stores_reset()
     yield
     refresher.wait_idle(WAIT)
@@ -184,21 +198,10 @@ def test_store_pools_are_recomputed_by_the_refresher(
 # --- the ANN index and the registry ------------------------------------------------------------------
 
 
-def fake_encode(texts: Sequence[str]) -> np.ndarray:
-    rows = [
-        np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).standard_normal(DIM)
-        for t in texts
-    ]
-    vectors = np.vstack(rows).astype(np.float32) if rows else np.empty((0, DIM), np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 @pytest.fixture
-def index_env(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def index_env(settings: Settings, tmp_path: Path, fake_encoder: None) -> Iterator[None]:
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"
-    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)
-    monkeypatch.setattr(index_service, "embedding_dim", lambda: DIM)
     index_reset_for_tests()
     yield
     refresher.wait_idle(WAIT)
