@@ -25,6 +25,16 @@ would be simpler, but a variant records ~7,000 likes, and each takes a pair advi
 PostgreSQL holds until the transaction ends: more than its shared lock table holds by default
 (max_locks_per_transaction 64 x 100 connections).
 
+Ceilings (not feeds): ``oracle`` and ``oracle_observable`` run the same protocol (same users,
+rounds, database copy, swipes ingested, the feed's hard filters and exclusions) but pick each
+user's ``--count`` eligible candidates with the highest match probability by the simulator
+itself: ``oracle`` by the true p(u, v) * p(v, u); ``oracle_observable`` by the probability a
+service could reach at best from what it can observe, i.e. the same with each pair's hidden
+chemistry draw integrated out (the per-pair decision dice are never used by either). Both still
+know every *per-profile* hidden trait exactly (attractiveness, intercept, homophily weights,
+taste), which a service can only estimate from swipes, so they bound the feed from above rather
+than say what a feed can reach. See :class:`SimulatorOracle`.
+
 Uncertainty: 95 % intervals from a paired bootstrap over users (impressions of one user are not
 independent), for each rate and for the ratios reciprocal/random and reciprocal/one_way; the
 Wilson binomial interval of the pooled rate is given too (narrower: it ignores the clustering).
@@ -77,7 +87,18 @@ FEEDS: dict[str, tuple[str, bool, bool]] = {
     "popularity": ("popularity", True, False),
     "random": ("random", True, False),
 }
-VARIANTS: tuple[str, ...] = tuple(FEEDS)
+# ceilings: rank by the simulator's hidden match probability (see SimulatorOracle); not feeds
+CEILINGS: tuple[str, ...] = ("oracle", "oracle_observable")
+VARIANTS: tuple[str, ...] = (*FEEDS, *CEILINGS)
+# (numerator, denominator) pairs of match-rate ratios reported when both variants ran
+RATIO_PAIRS: tuple[tuple[str, str], ...] = (
+    *((best, other) for best in ("reciprocal", "reciprocal_ranker")
+      for other in ("random", "one_way", "popularity", "reciprocal_no_cf", "reciprocal") if other != best),
+    ("oracle", "random"),
+    ("oracle_observable", "random"),
+    ("reciprocal", "oracle_observable"),
+)  # fmt: skip
+ORACLE_QUADRATURE = 64  # points of the chemistry integral in oracle_observable
 DEFAULT_OKCUPID_DIR = REPO_DIR.parent / "shared" / "datasets" / "okcupid"
 HISTORY_DAYS = 30
 ORM_CHUNK = 20_000
@@ -93,6 +114,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--warmup-swipes", type=int, default=100_000, help="naive-feed history before evaluating (as load_demo)"
     )
     parser.add_argument("--cf-model", default="lmf", help="collaborative model trained on the warm-up history")
+    parser.add_argument(
+        "--cf-config", type=Path, default=None, help="JSON config of the collaborative model (default: its defaults)"
+    )
     parser.add_argument(
         "--retrain-cf", action="store_true", help="with --reuse: train and activate a new collaborative version first"
     )
@@ -114,6 +138,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--reuse", action="store_true", help="skip preparation if the bench database holds it")
     parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
+    parser.add_argument(
+        "--result-suffix", default="", help="write bench/results/online_eval_<population><suffix>.json (iterations)"
+    )
     return parser.parse_args(argv)
 
 
@@ -169,7 +196,7 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
     with phases("index build"):
         index_build(tenant=tenant, progress=True)
     with phases("collaborative model"):
-        train_collaborative(tenant, args.cf_model, env.var_dir)
+        train_collaborative(tenant, args.cf_model, env.var_dir, args.cf_config)
     with phases("ranker"):
         train_ranker(tenant, args.ranker_since)
     mark_prepared(tenant, manifest(args))
@@ -177,7 +204,7 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
     return tenant
 
 
-def train_collaborative(tenant: Any, model: str, var_dir: Path) -> None:
+def train_collaborative(tenant: Any, model: str, var_dir: Path, config: Path | None = None) -> None:
     """The production pipeline on the warm-up history: export, time-ordered split, train,
     register (the tenant's first collaborative version is activated on registration)."""
     from datetime import UTC, datetime
@@ -194,7 +221,9 @@ def train_collaborative(tenant: Any, model: str, var_dir: Path) -> None:
     from registry.models import ModelVersion
     from registry.services import model_version_activate
 
-    result = collaborative_train(model=model, data_dir=splits, tenant_slug=tenant.slug, progress=True, refit_all=True)
+    result = collaborative_train(
+        model=model, data_dir=splits, config_path=config, tenant_slug=tenant.slug, progress=True, refit_all=True
+    )
     version = ModelVersion.objects.get(pk=result.version_id)
     if version.status != "active":  # the tenant's first version is activated on registration
         model_version_activate(version=version, actor="system:bench", reason="online_eval --retrain-cf")
@@ -238,7 +267,7 @@ def open_or_prepare(env: BenchEnv, args: argparse.Namespace, population: Sequenc
             print(f"-- reusing the prepared database {env.db_name}")
             if args.retrain_cf:
                 with phases("collaborative model"):
-                    train_collaborative(tenant, args.cf_model, env.var_dir)
+                    train_collaborative(tenant, args.cf_model, env.var_dir, args.cf_config)
                 with phases("ranker"):
                     train_ranker(tenant, args.ranker_since)
             return tenant, True
@@ -316,6 +345,100 @@ class VariantCounts:
     per_round_matches: list[int] = field(default_factory=list)
 
 
+class SimulatorOracle:
+    """Match probabilities of (u, v) pairs from the simulator's hidden model, for the ceilings.
+
+    ``true``: p(u, v) * p(v, u), the simulator's own like probabilities (the two decisions are
+    independent draws, so their product is the match probability before the dice are cast).
+
+    ``observable``: the same product with each direction's *pair chemistry* integrated out:
+    E_e[min(sigmoid(b_u + s(u, v) - c_uv + e), cap)] over the chemistry distribution (a scaled
+    standard logistic, ``SimConfig.pair_noise_sd``), by midpoint quadrature on its quantiles
+    (``ORACLE_QUADRATURE`` points). Chemistry is the only per-pair hidden term of the utility; the
+    two directions' draws are independent, so the product is still the expected match. This
+    reads the simulator's private arrays (``_utility``, ``_key``) instead of adding a method to
+    it: the benchmark owns the ceiling, the simulator stays the ground truth it was.
+    """
+
+    def __init__(self, simulator: Any, points: int = ORACLE_QUADRATURE) -> None:
+        self.sim = simulator
+        cfg = simulator.config
+        quantiles = (np.arange(points) + 0.5) / points
+        # the simulator's chemistry: pair_noise_sd * sqrt(3)/pi * logit(U), U uniform
+        self._nodes = cfg.pair_noise_sd * (np.sqrt(3) / np.pi) * np.log(quantiles / (1 - quantiles))  # (q,)
+
+    def _chemistry(self, u: int, vs: np.ndarray) -> np.ndarray:
+        from recommender.simulation.simulator import _STREAM_CHEMISTRY, pair_uniforms
+
+        cfg = self.sim.config
+        uniform = np.clip(pair_uniforms(self.sim._key, _STREAM_CHEMISTRY, u, vs), 1e-12, 1 - 1e-12)
+        return cfg.pair_noise_sd * (np.sqrt(3) / np.pi) * np.log(uniform / (1 - uniform))
+
+    def like_probabilities(self, u: int, vs: np.ndarray, observable: bool) -> np.ndarray:
+        """(n,) P(u likes v): the simulator's, or its expectation over the pair chemistry."""
+        if not observable:
+            return self.sim.like_probabilities(u, vs)
+        sim, cfg = self.sim, self.sim.config
+        logits = sim.intercept[u] + sim._utility(u, vs) - self._chemistry(u, vs)  # (n,)
+        p = np.minimum(1.0 / (1.0 + np.exp(-(logits[:, None] + self._nodes[None, :]))), cfg.max_like_probability)
+        p = np.where(sim.seeks[u, sim.gender[vs]], p.mean(axis=1), cfg.incompatible_like_rate)
+        return np.where(vs == u, 0.0, p)
+
+    def match_probabilities(self, u: int, vs: np.ndarray, observable: bool) -> np.ndarray:
+        """(n,) P(u likes v) * P(v likes u) for population indices ``vs``."""
+        forward = self.like_probabilities(u, vs, observable)
+        target = np.asarray([u], dtype=np.int64)
+        back = [self.like_probabilities(v, target, observable)[0] for v in vs.tolist()]
+        return forward * np.asarray(back, dtype=np.float64)
+
+
+@dataclass
+class CeilingPicker:
+    """A ceiling's "feed": the user's ``count`` eligible candidates with the highest match
+    probability by :class:`SimulatorOracle`. Eligible = what the feed may show: active, the hard
+    filters both ways (``hard_filter_mask``: genders sought, age ranges, distance within both
+    maxima), never the user, nobody they swiped, matched, blocked or reported (the feed's own
+    readers). No exploration slots. Probabilities are computed once per user (they do not
+    change); only the exclusions are re-read each round."""
+
+    tenant: Any
+    oracle: SimulatorOracle
+    observable: bool
+    index_of_pk: dict[int, int]
+    _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # u -> (pks, scores)
+
+    def pick(self, user: Any, u: int, count: int) -> list[int]:
+        from recommender.services.feed import excluded_profile_ids, swipe_history
+
+        pks, scores = self._scored(user, u)
+        excluded = np.fromiter(excluded_profile_ids(self.tenant.pk, user.pk), dtype=np.int64)
+        skip = np.concatenate([swipe_history(user_id=user.pk).swiped, excluded])
+        allowed = ~np.isin(pks, skip)
+        order = np.lexsort((pks[allowed], -scores[allowed]))[:count]  # best first; ties by pk
+        return pks[allowed][order].tolist()
+
+    def _scored(self, user: Any, u: int) -> tuple[np.ndarray, np.ndarray]:
+        if u not in self._cache:
+            from recommender.feed.store import candidate_store
+            from recommender.ml.structured import hard_filter_mask
+            from recommender.services.feed import profile_features
+
+            snap = candidate_store(self.tenant.pk).snapshot()
+            rows = np.flatnonzero(snap.active)
+            rows = rows[hard_filter_mask(profile_features(user), snap.batch.take(rows))]
+            pks = snap.batch.ids[rows]
+            pks = pks[pks != user.pk]
+            vs = np.asarray([self.index_of_pk[pk] for pk in pks.tolist()], dtype=np.int64)
+            self._cache[u] = (pks, self.oracle.match_probabilities(u, vs, self.observable))
+        return self._cache[u]
+
+
+@dataclass
+class _Shown:
+    pks: list[int]  # profile pks in feed order
+    fallback: str | None = None
+
+
 def evaluate_variant(
     tenant: Any, variant: str, users: Sequence[int], simulator: Any, args: argparse.Namespace
 ) -> VariantCounts:
@@ -323,42 +446,28 @@ def evaluate_variant(
     from tqdm import tqdm
 
     from recommender.models import Profile
-    from recommender.services.collaborative import collaborative_wait
     from recommender.services.events import SwipeIn, swipe_batch_ingest
-    from recommender.services.feed import feed_for
-    from recommender.services.ranking import ranker_wait
 
-    feed_variant, use_cf, use_ranker = FEEDS[variant]
-    if use_cf:
-        collaborative_wait(tenant.pk)  # serve the model from the first request, as a warmed-up server would
-    if use_ranker and ranker_wait(tenant.pk) is None:
-        raise SystemExit("no active ranker version: prepare again (or --retrain-cf, which trains one too)")
     by_external = {str(p.external_id): p for p in Profile.objects.filter(tenant=tenant)}
     population = simulator.population
     profiles = [by_external[population[u].external_id] for u in users]
     index_of_pk = {by_external[p.external_id].pk: i for i, p in enumerate(population)}
+    external_of_pk = {p.pk: p.external_id for p in by_external.values()}
+    show = _shower(tenant, variant, simulator, index_of_pk, args)
     n = len(users)
     counts = VariantCounts(*(np.zeros(n, dtype=np.int64) for _ in range(4)))
     for round_no in range(args.rounds):
         round_matches = 0
         for k in tqdm(range(n), desc=f"{variant} round {round_no + 1}/{args.rounds}", unit="user", leave=False):
             u, user = users[k], profiles[k]
-            result = feed_for(
-                tenant=tenant,
-                user=user,
-                count=args.count,
-                variant=feed_variant,
-                log_impressions=True,
-                use_collaborative=use_cf,
-                use_ranker=use_ranker,
-            )
-            key = result.fallback or "none"
+            shown_feed = show(user, u)
+            key = shown_feed.fallback or "none"
             counts.fallbacks[key] = counts.fallbacks.get(key, 0) + 1
-            if len(result.items) < args.count:
+            if len(shown_feed.pks) < args.count:
                 counts.short_feeds += 1
-            if not result.items:
+            if not shown_feed.pks:
                 continue
-            shown = [index_of_pk[item.profile_id] for item in result.items]
+            shown = [index_of_pk[pk] for pk in shown_feed.pks]
             actions = simulator.respond(u, shown)
             liked = [a != "pass" for a in actions]
             matched = sum(like and simulator.would_like(v, u) for v, like in zip(shown, liked, strict=True))
@@ -368,8 +477,8 @@ def evaluate_variant(
                 session_id=f"eval:{variant}:{round_no}:{uuid.uuid4()}",
                 timestamp=timezone.now(),
                 swipes=[
-                    SwipeIn(candidate_id=item.external_id, action=action)
-                    for item, action in zip(result.items, actions, strict=True)
+                    SwipeIn(candidate_id=external_of_pk[pk], action=action)
+                    for pk, action in zip(shown_feed.pks, actions, strict=True)
                 ],
             )
             counts.impressions[k] += len(shown)
@@ -379,6 +488,37 @@ def evaluate_variant(
             round_matches += matched
         counts.per_round_matches.append(round_matches)
     return counts
+
+
+def _shower(tenant: Any, variant: str, simulator: Any, index_of_pk: dict[int, int], args: argparse.Namespace) -> Any:
+    """``show(user, u) -> _Shown``: the variant's feed for one user (a ceiling's pick for the
+    ceilings)."""
+    if variant in CEILINGS:
+        picker = CeilingPicker(tenant, SimulatorOracle(simulator), variant == "oracle_observable", index_of_pk)
+        return lambda user, u: _Shown(picker.pick(user, u, args.count))
+    from recommender.services.collaborative import collaborative_wait
+    from recommender.services.feed import feed_for
+    from recommender.services.ranking import ranker_wait
+
+    feed_variant, use_cf, use_ranker = FEEDS[variant]
+    if use_cf:
+        collaborative_wait(tenant.pk)  # serve the model from the first request, as a warmed-up server would
+    if use_ranker and ranker_wait(tenant.pk) is None:
+        raise SystemExit("no active ranker version: prepare again (or --retrain-cf, which trains one too)")
+
+    def show(user: Any, u: int) -> _Shown:
+        result = feed_for(
+            tenant=tenant,
+            user=user,
+            count=args.count,
+            variant=feed_variant,
+            log_impressions=True,
+            use_collaborative=use_cf,
+            use_ranker=use_ranker,
+        )
+        return _Shown([item.profile_id for item in result.items], result.fallback)
+
+    return show
 
 
 COLD_BELOW = 5  # fewer swipes given than this: a cold user (as bench.deep)
@@ -459,11 +599,10 @@ def bootstrap(results: dict[str, VariantCounts], resamples: int, seed: int) -> d
     out: dict[str, Any] = {
         variant: {metric: _ci(values) for metric, values in by_metric.items()} for variant, by_metric in rates.items()
     }
-    for best in ("reciprocal", "reciprocal_ranker"):
-        for other in ("random", "one_way", "popularity", "reciprocal_no_cf", "reciprocal"):
-            if best in rates and other in rates and other != best:
-                ratio = rates[best]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
-                out[f"match_ratio_{best}_over_{other}"] = _ci(ratio)
+    for best, other in RATIO_PAIRS:
+        if best in rates and other in rates:
+            ratio = rates[best]["matches"] / np.maximum(rates[other]["matches"], 1e-9)
+            out[f"match_ratio_{best}_over_{other}"] = _ci(ratio)
     return out
 
 
@@ -495,7 +634,7 @@ def report(payload: dict[str, Any]) -> None:
     variants, ci = payload["variants"], payload["bootstrap95"]
     rows = [
         [
-            name,
+            f"{name} (ceiling, not a feed)" if name in CEILINGS else name,
             v["impressions"],
             v["likes_per_100"],
             v["matches_per_100"],
@@ -506,6 +645,7 @@ def report(payload: dict[str, Any]) -> None:
     ]
     print(f"\nonline_eval {payload['population']['name']}: {payload['users']} users x {payload['rounds']} rounds")
     print(format_table(["variant", "impressions", "likes/100", "matches/100", "95% CI (bootstrap)", "recorded"], rows))
+    print(f"feed settings: {payload['feed_settings']}")
     for name, value in payload["ratios"].items():
         interval = ci.get(f"match_ratio_{name}")
         suffix = f" (95% CI {interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
@@ -515,11 +655,10 @@ def report(payload: dict[str, Any]) -> None:
 
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
-    for best in ("reciprocal", "reciprocal_ranker"):
-        base = summary.get(best, {}).get("matches_per_100")
-        for other in ("random", "one_way", "popularity", "reciprocal_no_cf", "reciprocal"):
-            if base is not None and other in summary and other != best:
-                out[f"{best}_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
+    for best, other in RATIO_PAIRS:
+        if best in summary and other in summary:
+            base = summary[best]["matches_per_100"]
+            out[f"{best}_over_{other}"] = round(base / max(summary[other]["matches_per_100"], 1e-9), 3)
     return out
 
 
@@ -530,6 +669,20 @@ def targets(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) -> dict
     if "reciprocal_over_one_way" in ratio:
         out["reciprocal_ahead_of_one_way"] = ratio["reciprocal_over_one_way"] > 1.0
     return out
+
+
+def feed_settings() -> dict[str, Any]:
+    """The settings that shape the feed's ranking (read from the environment, see README)."""
+    from django.conf import settings
+
+    names = (
+        "ML_FUSION_METHOD",
+        "ML_EXPLORATION_SHARE",
+        "ML_COLLABORATIVE_WEIGHT",
+        "ML_COLLABORATIVE_CANDIDATES",
+        "ML_SELECTIVITY_WEIGHT",
+    )
+    return {name: getattr(settings, name, None) for name in names}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -570,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rounds": args.rounds,
         "feed_count": args.count,
         "phase_seconds": phases.seconds,
+        "feed_settings": feed_settings(),
+        "ceilings": [v for v in args.variants if v in CEILINGS],
         "variants": summary,
         "ratios": ratio,
         "bootstrap95": bootstrap(results, args.bootstrap, args.seed),
@@ -578,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if coverage is not None and coverage["coverage"] is not None:
         payload["targets"]["cold_coverage_above_95pct"] = coverage["coverage"] > TARGET_COLD_COVERAGE
-    suffix = "_sqlite" if args.embedded else ""
+    suffix = ("_sqlite" if args.embedded else "") + args.result_suffix
     path = write_result(f"online_eval_{name}{suffix}", payload)
     report(payload)
     if coverage is not None:

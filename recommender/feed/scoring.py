@@ -15,7 +15,10 @@ signals available for that pair (weights of missing signals drop out, the rest a
     This is the part that differs by candidate: someone who likes one profile in ten is far
     less likely to like u back than someone who likes every other one, however similar the two
     look. When v already liked or superliked u, ``liked_you_boost`` adds ``LIKED_YOU_BOOST``
-    (then clipped), because a like already given is the best evidence there is.
+    (then clipped), because a like already given is the best evidence there is. When v already
+    passed on u (``PairSignals.passed_user``, optional), P(v likes u) is multiplied by
+    ``PASSED_YOU_FACTOR``: a decision already made is the best evidence the other way too (apps
+    rarely show the same profile twice, and a second look rarely turns a pass into a like).
 
 With an active collaborative model (``recommender.services.collaborative``), each direction
 also gets the model's calibrated log-odds ``L`` (P(u likes v) from u's taste and selectivity and
@@ -47,6 +50,8 @@ from recommender.ml.structured import CandidateBatch, ProfileFeatures, structure
 
 # A like already given makes P(v likes u) ~ 1: the boost saturates it after clipping.
 LIKED_YOU_BOOST = 1.0
+# A pass already given leaves a small chance of a like on a second look, not none.
+PASSED_YOU_FACTOR = 0.1
 SIGNALS: tuple[str, ...] = ("similarity", "structured", "elo", "interaction")
 
 
@@ -77,6 +82,7 @@ class PairSignals:
     selectivity: np.ndarray | None = None  # (n,) candidate's like rate / the tenant's median, > 0
     collab_uv: np.ndarray | None = None  # (n,) model log-odds that u likes v, NaN where unknown
     collab_vu: np.ndarray | None = None  # (n,) model log-odds that v likes u, NaN where unknown
+    passed_user: np.ndarray | None = None  # (n,) bool, the candidate already passed on the user
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,8 @@ def score_pairs(
     p_uv = _pool(p_uv, signals.collab_uv, weights.collaborative, w_signals)
     p_vu = _pool(p_vu, signals.collab_vu, weights.collaborative, w_signals)
     p_vu = np.clip(p_vu + liked_you_boost(signals.liked_user, LIKED_YOU_BOOST), 0.0, 1.0)
+    if signals.passed_user is not None:
+        p_vu = np.where(signals.passed_user, p_vu * PASSED_YOU_FACTOR, p_vu)
     reciprocal = fuse(p_uv, p_vu, fusion_method)
     components: dict[str, np.ndarray] = {
         "similarity": similarity_unit,

@@ -13,6 +13,7 @@ import numpy as np
 
 from recommender.ml.collab import IdMap, profile_feature_matrix
 from recommender.ml.collab.features import BIO_DIM
+from recommender.ml.collab.pairs import missing_record, pair_profile_matrix
 from recommender.models import Profile, ProfileEmbedding, Tenant
 from recommender.services.embeddings import vector_from_bytes
 from recommender.services.feed import profile_features
@@ -49,6 +50,17 @@ def side_features(ids: IdMap, profiles: list[Profile], *, with_bio: bool = True)
             bio[row] = v
     rows = profile_feature_matrix([profile_features(p) for p in profiles], bio, bio_dim=dim)
     return _by_id(ids, hashes, rows)
+
+
+def pair_records_of(ids: IdMap, profiles: list[Profile]) -> np.ndarray:
+    """[len(ids), RECORD_WIDTH] float32 pair records (``recommender.ml.collab.pairs``) of the
+    profiles behind ``ids``: what ``lmf`` computes its pair features from (zeros for ids without a
+    profile: no attributes, no interests)."""
+    rows = pair_profile_matrix([profile_features(p) for p in profiles])
+    out = _by_id(ids, profile_hashes(profiles), rows)
+    missing = ~np.isin(np.arange(len(ids)), ids.index(profile_hashes(profiles), missing=-1))
+    out[missing] = missing_record()  # attribute codes -1: unknown, never "the same"
+    return out
 
 
 def _by_id(ids: IdMap, hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -161,15 +161,27 @@ def _register(
 
 
 def _with_side_features(
-    data: SplitData, tenant_slug: str | None, *, with_bio: bool = True
+    data: SplitData, tenant_slug: str | None, *, with_bio: bool = True, pair_records: bool = False
 ) -> tuple[SplitData, dict[str, Any]]:
     """The splits re-mapped over every profile of the tenant (plus any id in the events), with
-    side features attached to train (the only split a model fits on)."""
-    from recommender.training.features import profile_hashes, side_features, tenant_profiles, tenant_slug_of
+    side features attached to train (the only split a model fits on). ``pair_records``: the
+    compact per-profile records ``lmf`` computes pair features from, instead of the feature
+    matrix of the feature-aware models."""
+    from recommender.training.features import (
+        pair_records_of,
+        profile_hashes,
+        side_features,
+        tenant_profiles,
+        tenant_slug_of,
+    )
 
     profiles = tenant_profiles(tenant_slug_of(tenant_slug))
     ids = IdMap(np.concatenate([data.ids.ids.astype(str), profile_hashes(profiles)]))
     remapped = splits_load(data.data_dir, ids=ids)
+    if pair_records:
+        records = pair_records_of(ids, profiles)
+        remapped.train = remapped.train.with_features(records)
+        return remapped, {"pair_record_columns": int(records.shape[1]), "profiles_with_records": len(profiles)}
     features = side_features(ids, profiles, with_bio=with_bio)
     remapped.train = remapped.train.with_features(features)
     with_bio = int((features[:, -1] > 0).sum())
@@ -215,6 +227,9 @@ def collaborative_train(
     elif getattr(config, "side_weight", 0.0) > 0:
         # ALS's collective-MF term: profile attributes only (bio columns swamp it, bench.collab).
         data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"), with_bio=False)
+    elif getattr(config, "pair_features", False) or getattr(config, "profile_priors", False):
+        # lmf's learned pair features (shared lifestyle, interests, distance, age gap) and group priors
+        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"), pair_records=True)
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
     recommender = model_class(model)(config)
@@ -254,6 +269,9 @@ def collaborative_train(
     }
     if refit_all:
         recommender, metrics["refit_all"] = _refit_all(model, config, data, recommender, progress)
+    coefficients = getattr(recommender, "pair_coefficients", None)
+    if coefficients is not None and coefficients():
+        metrics["pair_coefficients"] = coefficients()  # what the served model learned per pair feature
     recommender.save(
         artifact_dir / "model.pt",
         extra={"ids": data.ids.to_list(), "data_dir": str(data.data_dir), "event_weights": asdict(event_weights())},

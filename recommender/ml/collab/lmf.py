@@ -1,4 +1,4 @@
-"""Logistic matrix factorisation with both-side biases, for swipes (likes against passes).
+"""Logistic matrix factorisation with both-side biases and learned pair features, for swipes.
 
 Johnson, "Logistic Matrix Factorization for Implicit Feedback Data" (NIPS 2014 workshop) models
 P(u likes i) = sigmoid(taste_u . appeal_i + bias_u + bias_i). Dating swipes are *explicit*
@@ -14,12 +14,35 @@ a match.
 * ``bias[i]`` (the item bias) is i's *appeal*, judged against each judge's own selectivity (a
   pass from a picky judge costs less than one from someone who likes everybody).
 * ``taste . appeal`` is the personal part on top.
+* ``pair_weights . x(u, i)`` (with pair records, ``LMFConfig.pair_features``): learned
+  coefficients on features of the *pair* (:mod:`.pairs`: same education level, religion,
+  drinks, smokes, diet, kids intent, drugs; shared interests; distance; age gap). Biases and a
+  low-rank product need many swipes per profile to learn "people like people like them"; one
+  coefficient per feature learns it from every swipe at once, and it applies to pairs that never
+  met, which are all the pairs a feed ranks. With ``pair_user_regularization`` > 0 each swiper
+  also gets a deviation from the shared coefficients (how much *this* user cares about religion),
+  shrunk towards zero by that L2 weight.
+* ``swiper_prior . g(u) + candidate_prior . g(v)`` (``LMFConfig.profile_priors``, with pair
+  records): learned selectivity and appeal by observable profile group (gender one-hot, age;
+  :meth:`.pairs.PairRecords.priors`). The per-profile biases are then deviations from the
+  group's level, so a profile with few or no swipes is shrunk towards its group, not towards the
+  tenant-wide average. This matters most for P(v likes u): a woman without swipes in a population
+  where women like one profile in ten, read as average, looks several times likelier to like
+  back than she is.
 
 Both directions of a pair come from one model: P(u likes v) = sigmoid(taste_u . appeal_v +
-user_bias_u + bias_v) and P(v likes u) from taste_v, appeal_u and the swapped biases. Rows and
-columns share one id map for dating data, so a profile's ``user_bias`` and ``bias`` sit at the
-same index. A profile without training swipes has zero parameters: its selectivity is the
-tenant's average (``global_bias``), its appeal average.
+user_bias_u + bias_v + w . x(u, v)) and P(v likes u) from taste_v, appeal_u, the swapped biases
+and x(v, u). Rows and columns share one id map for dating data, so a profile's ``user_bias`` and
+``bias`` sit at the same index. A profile without training swipes has zero parameters: its
+selectivity is the tenant's average (``global_bias``), its appeal average; its pair features
+still count when the training data carried its record (the train pipeline attaches records for
+every profile of the tenant). A profile the model never saw (row -1) has no record: zero pair
+features.
+
+Pair records come in as the training data's side features (``Interactions.with_features`` of
+:func:`.pairs.pair_profile_matrix` rows); they are stored in the checkpoint in compact form, so
+serving needs nothing but the model. They are the profiles as they were at training time: a
+profile edited since is scored with its old record until the next training.
 
 Training: minibatch Adam over the swipes, weight ``|event weight|`` per swipe (a superlike is
 stronger evidence than a like), L2 on every parameter touched in the batch. Fixed seed.
@@ -36,6 +59,20 @@ import torch.nn.functional as F
 
 from recommender.ml.collab.base import EpochRecord, FactorModel, RecommenderConfig
 from recommender.ml.collab.data import Interactions
+from recommender.ml.collab.pairs import PAIR_FEATURES, PRIOR_FEATURES, RECORD_WIDTH, PairRecords
+
+_TRAINED = (
+    "taste",
+    "appeal",
+    "bias",
+    "user_bias",
+    "global_bias",
+    "pair_weights",
+    "pair_user",
+    "swiper_prior",
+    "candidate_prior",
+)
+_RECORDS = ("pair_codes", "pair_geo", "pair_interests")
 
 
 @dataclass
@@ -48,6 +85,26 @@ class LMFConfig(RecommenderConfig):
     epochs: int = 60
     patience: int = 5
     init_scale: float = 0.01
+    # learn coefficients on pair features when the data carries pair records (``.pairs``)
+    pair_features: bool = True
+    pair_regularization: float = 1e-4  # L2 on the shared pair coefficients, per batch
+    # L2 on each swiper's deviation from the shared coefficients, per swipe (0: no deviations)
+    pair_user_regularization: float = 0.0
+    # learn selectivity and appeal by profile group (gender, age) when the data carries records
+    profile_priors: bool = True
+
+
+@dataclass
+class _Serving:
+    """numpy copies for serving; every per-profile array has a zero row appended (row -1)."""
+
+    taste: np.ndarray  # [n + 1, f]
+    appeal: np.ndarray  # [n + 1, f]
+    user_bias: np.ndarray  # [n + 1]
+    bias: np.ndarray  # [n + 1]
+    base: float
+    pair_weights: np.ndarray  # [p] (p = 0 without pair features)
+    pair_user: np.ndarray  # [n + 1, p] or [n + 1, 0] without per-user deviations
 
 
 class LogisticMF(FactorModel):
@@ -60,8 +117,12 @@ class LogisticMF(FactorModel):
 
     user_bias: torch.Tensor  # [n_users]
     global_bias: torch.Tensor  # [1]
-    # numpy copies for serving (taste, appeal, user_bias, bias padded with a zero row, global)
-    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None
+    pair_weights: torch.Tensor = torch.zeros(0)  # [p] shared pair coefficients
+    pair_user: torch.Tensor = torch.zeros(0, 0)  # [n_users, p] per-swiper deviations, or [0, 0]
+    swiper_prior: torch.Tensor = torch.zeros(0)  # [g] selectivity by prior feature, or [0]
+    candidate_prior: torch.Tensor = torch.zeros(0)  # [g] appeal by prior feature, or [0]
+    records: PairRecords | None = None
+    _arrays: _Serving | None = None
 
     def _setup(self, data: Interactions) -> None:
         cfg = self.config
@@ -80,9 +141,59 @@ class LogisticMF(FactorModel):
         like_rate = float(self._labels.mean()) if self._labels.size else 0.5
         like_rate = min(max(like_rate, 1e-3), 1 - 1e-3)
         self.global_bias = torch.tensor([np.log(like_rate / (1 - like_rate))], dtype=torch.float32, requires_grad=True)
-        self._optimizer = torch.optim.Adam(
-            [self.taste, self.appeal, self.user_bias, self.bias, self.global_bias], lr=cfg.learning_rate
-        )
+        params = [self.taste, self.appeal, self.user_bias, self.bias, self.global_bias]
+        params += self._setup_pairs(data)
+        self._optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+
+    def _setup_pairs(self, data: Interactions) -> list[torch.Tensor]:
+        """Pair records from the data's side features, the training swipes' pair features and
+        the pair parameters (none without records)."""
+        cfg = self.config
+        self.records, self._pair_x, self._priors = None, None, None
+        self.pair_weights, self.pair_user = torch.zeros(0), torch.zeros(0, 0)
+        self.swiper_prior, self.candidate_prior = torch.zeros(0), torch.zeros(0)
+        if not (cfg.pair_features or cfg.profile_priors) or data.user_features is None:
+            return []
+        if not data.shared or data.user_features.shape[1] != RECORD_WIDTH:
+            raise ValueError(
+                f"lmf pair features need pair records ({RECORD_WIDTH} columns, pairs.pair_profile_matrix) on a "
+                f"shared id map; got {data.user_features.shape[1]} columns (set pair_features=false otherwise)"
+            )
+        self.records = PairRecords.from_matrix(data.user_features)
+        params: list[torch.Tensor] = []
+        if cfg.profile_priors:
+            self._priors = torch.from_numpy(self.records.priors())  # [n, g]
+            self.swiper_prior = torch.zeros(len(PRIOR_FEATURES), requires_grad=True)
+            self.candidate_prior = torch.zeros(len(PRIOR_FEATURES), requires_grad=True)
+            params += [self.swiper_prior, self.candidate_prior]
+        if cfg.pair_features:
+            self._pair_x = torch.from_numpy(self.records.pairs(self._users, self._items))  # [nnz, p]
+            self.pair_weights = torch.zeros(len(PAIR_FEATURES), requires_grad=True)
+            params.append(self.pair_weights)
+            if cfg.pair_user_regularization > 0:
+                self.pair_user = torch.zeros(data.shape[0], len(PAIR_FEATURES), requires_grad=True)
+                params.append(self.pair_user)
+        return params
+
+    @property
+    def has_pairs(self) -> bool:
+        return self.records is not None and self.pair_weights.numel() > 0
+
+    @property
+    def has_pair_user(self) -> bool:
+        return self.has_pairs and self.pair_user.numel() > 0
+
+    @property
+    def has_priors(self) -> bool:
+        return self.records is not None and self.swiper_prior.numel() > 0
+
+    def _prior_biases(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(selectivity prior [n_users], appeal prior [n_items]) from the profiles' prior
+        features; zeros without priors."""
+        if not self.has_priors:
+            return torch.zeros(self.n_users), torch.zeros(self.n_items)
+        priors = torch.from_numpy(self.records.priors())  # type: ignore[union-attr]  # [n, g]
+        return priors @ self.swiper_prior.detach(), priors @ self.candidate_prior.detach()
 
     def _epoch(self, data: Interactions, epoch: int) -> float:
         cfg = self.config
@@ -100,9 +211,21 @@ class LogisticMF(FactorModel):
             tu, ai = self.taste[u], self.appeal[i]  # [b, f]
             bu, bi = self.user_bias[u], self.bias[i]  # [b]
             logits = (tu * ai).sum(dim=1) + bu + bi + self.global_bias  # [b]
-            loss = (w * F.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum() / w.sum()
             reg = (cfg.regularization * (tu.pow(2).sum() + ai.pow(2).sum())) / idx.size
             reg = reg + cfg.bias_regularization * (bu.pow(2).sum() + bi.pow(2).sum()) / idx.size
+            if self.has_priors:
+                logits = logits + self._priors[u] @ self.swiper_prior + self._priors[i] @ self.candidate_prior
+                priors_l2 = self.swiper_prior.pow(2).sum() + self.candidate_prior.pow(2).sum()
+                reg = reg + cfg.pair_regularization * priors_l2
+            if self.has_pairs:
+                x = self._pair_x[torch.from_numpy(idx)]  # [b, p]
+                logits = logits + x @ self.pair_weights
+                reg = reg + cfg.pair_regularization * self.pair_weights.pow(2).sum()
+                if self.has_pair_user:
+                    du = self.pair_user[u]  # [b, p]
+                    logits = logits + (x * du).sum(dim=1)
+                    reg = reg + cfg.pair_user_regularization * du.pow(2).sum() / idx.size
+            loss = (w * F.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum() / w.sum()
             self._optimizer.zero_grad(set_to_none=True)
             (loss + reg).backward()
             self._optimizer.step()
@@ -113,54 +236,99 @@ class LogisticMF(FactorModel):
     def fit(self, data: Interactions, *, validate: Any = None, progress: bool = False) -> list[EpochRecord]:
         history = super().fit(data, validate=validate, progress=progress)
         # Training is over: keep plain tensors (no autograd graph, no optimiser state).
-        for name in ("taste", "appeal", "bias", "user_bias", "global_bias"):
+        for name in _TRAINED:
             setattr(self, name, getattr(self, name).detach().clone())
         del self._optimizer
+        self._pair_x = self._priors = None
         self._arrays = None
         return history
 
     # --- state ---------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {
-            "taste": self.taste.detach(),
-            "appeal": self.appeal.detach(),
-            "bias": self.bias.detach(),
-            "user_bias": self.user_bias.detach(),
-            "global_bias": self.global_bias.detach(),
-        }
+        state = {name: getattr(self, name).detach() for name in _TRAINED}
+        if self.records is not None:
+            r = self.records
+            state["pair_codes"] = torch.from_numpy(r.codes.astype(np.int32))
+            geo = np.column_stack([r.gender.astype(np.float64), r.age.astype(np.float64), r.lat, r.lon])
+            state["pair_geo"] = torch.from_numpy(geo)  # [n, 4]: gender code, age, lat, lon (radians)
+            state["pair_interests"] = torch.from_numpy(r.interests.view(np.int64).copy())
+        return state
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self._arrays = None
         training = hasattr(self, "_optimizer")  # restoring the best epoch mid-fit
         with torch.no_grad():
-            for name in ("taste", "appeal", "bias", "user_bias", "global_bias"):
+            for name in _TRAINED:
+                if name not in state:  # a checkpoint from before pair features
+                    setattr(self, name, torch.zeros(0, 0) if name == "pair_user" else torch.zeros(0))
+                    continue
                 value = state[name].float()
                 if training:
                     getattr(self, name).copy_(value)
                 else:
                     setattr(self, name, value.clone())
+        if training:
+            return  # the records do not change while fitting
+        self.records = None
+        if all(name in state for name in _RECORDS):
+            geo = state["pair_geo"].double().numpy()
+            interests = state["pair_interests"].numpy().astype(np.int64).view(np.uint64)
+            self.records = PairRecords(
+                codes=state["pair_codes"].numpy().astype(np.int32),
+                gender=geo[:, 0].astype(np.int8),
+                age=geo[:, 1].astype(np.float32),
+                lat=geo[:, 2].copy(),
+                lon=geo[:, 3].copy(),
+                interests=np.ascontiguousarray(interests),
+                interest_count=np.bitwise_count(interests).sum(axis=1).astype(np.float64),
+            )
 
     # --- scoring -------------------------------------------------------------------------------
+
+    def _pair_term(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(n,) float64 pair-feature log-odds of aligned pairs (zeros without pair features)."""
+        if not self.has_pairs:
+            return np.zeros(len(users))
+        s = self._serving_arrays()
+        x = self.records.pairs(users, items).astype(np.float64)  # type: ignore[union-attr]  # [n, p]
+        term = x @ s.pair_weights
+        if s.pair_user.shape[1]:
+            term = term + np.einsum("np,np->n", x, s.pair_user[np.asarray(users, dtype=np.int64)])
+        return term
 
     def _score_rows(self, users: torch.Tensor) -> torch.Tensor:
         taste, appeal = self.taste.detach(), self.appeal.detach()
         rows = taste[users] @ appeal.T + self.bias.detach()  # [b, n_items]
-        return rows + (self.user_bias.detach()[users] + self.global_bias.detach()).unsqueeze(1)
+        rows = rows + (self.user_bias.detach()[users] + self.global_bias.detach()).unsqueeze(1)
+        if self.has_priors:
+            swiper, candidate = self._prior_biases()
+            rows = rows + swiper[users].unsqueeze(1) + candidate.unsqueeze(0)
+        if self.has_pairs:
+            # one user at a time: [n_items, p] features per user, never [b, n_items, p]
+            extra = np.stack([self._pair_row(int(u))[0][: self.n_items] for u in users.tolist()])
+            rows = rows + torch.from_numpy(extra.astype(np.float32))
+        return rows
 
     def _score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self._logits(users, items)
 
     def _logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Raw logits of aligned pairs, [n]; index -1 (a profile the model never saw) has zero
-        parameters, i.e. the average selectivity or appeal."""
+        parameters, i.e. the average selectivity or appeal, and no pair features."""
         known_u, known_i = users >= 0, items >= 0
         u, i = users.clamp_min(0), items.clamp_min(0)
         taste = self.taste.detach()[u] * known_u.unsqueeze(1)  # [n, f]
         appeal = self.appeal.detach()[i] * known_i.unsqueeze(1)  # [n, f]
         bu = self.user_bias.detach()[u] * known_u
         bi = self.bias.detach()[i] * known_i
-        return (taste * appeal).sum(dim=1) + bu + bi + self.global_bias.detach()
+        out = (taste * appeal).sum(dim=1) + bu + bi + self.global_bias.detach()
+        if self.has_priors:
+            swiper, candidate = self._prior_biases()
+            out = out + swiper[u] * known_u + candidate[i] * known_i
+        if self.has_pairs:
+            out = out + torch.from_numpy(self._pair_term(users.numpy(), items.numpy()).astype(np.float32))
+        return out
 
     def pair_logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Calibrated log-odds that ``users[k]`` likes ``items[k]``, [n] float64.
@@ -171,41 +339,82 @@ class LogisticMF(FactorModel):
         Indices may be -1 for profiles the model never saw. numpy on cached arrays: this runs
         in every feed request, where torch's per-call overhead would dominate.
         """
-        taste, appeal, user_bias, bias, base = self._serving_arrays()
+        s = self._serving_arrays()
         u = np.asarray(users, dtype=np.int64)
         i = np.asarray(items, dtype=np.int64)
         # row -1 (unseen) reads the zero row appended at the end of each array
-        z = np.einsum("nf,nf->n", taste[u], appeal[i]) + user_bias[u] + bias[i]  # [n]
+        z = np.einsum("nf,nf->n", s.taste[u], s.appeal[i]) + s.user_bias[u] + s.bias[i]  # [n]
+        z = z.astype(np.float64) + self._pair_term(u, i)
         a, b = self.calibration
-        return a * (z.astype(np.float64) + base) + b
+        return a * (z + s.base) + b
+
+    def _pair_row(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(pair log-odds of row liking each column, of each column liking row), each [n_items]
+        float64; zeros without pair features or for row -1."""
+        n = self.n_items
+        if not self.has_pairs or row < 0:
+            return np.zeros(n), np.zeros(n)
+        s = self._serving_arrays()
+        if not s.pair_user.shape[1]:  # the shared coefficients alone: no [n, p] matrix needed
+            uv, vu = self.records.linear_against_all(row, s.pair_weights)  # type: ignore[union-attr]
+            return uv[:n], vu[:n]
+        x = self.records.against_all(row)[:n].astype(np.float64)  # type: ignore[union-attr]  # [n, p]
+        x_back = x.copy()
+        x_back[:, PAIR_FEATURES.index("age_diff_10y")] *= -1  # the only asymmetric feature
+        uv, vu = x @ s.pair_weights, x_back @ s.pair_weights
+        if s.pair_user.shape[1]:
+            uv = uv + x @ s.pair_user[row]
+            vu = vu + np.einsum("np,np->n", x_back, s.pair_user[:n])
+        return uv, vu
 
     def logits_for_user(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(log-odds row likes each column [n_items], each column's profile likes row [n_items]),
-        calibrated; ``row`` may be -1 (unseen). Two matrix-vector products."""
-        taste, appeal, user_bias, bias, base = self._serving_arrays()
+        calibrated; ``row`` may be -1 (unseen). Two matrix-vector products plus the pair
+        features of row against every column."""
+        s = self._serving_arrays()
         n = self.n_items
         # einsum, not ``@``: a BLAS matrix-vector product wakes its thread pool, which on a busy
         # 2-core server measured 5-10x slower than this single-threaded loop
-        uv = np.einsum("nf,f->n", appeal[:n], taste[row]) + bias[:n] + user_bias[row]  # [n_items]
-        vu = np.einsum("nf,f->n", taste[:n], appeal[row]) + user_bias[:n] + bias[row]  # [n_items]
+        uv = np.einsum("nf,f->n", s.appeal[:n], s.taste[row]) + s.bias[:n] + s.user_bias[row]  # [n_items]
+        vu = np.einsum("nf,f->n", s.taste[:n], s.appeal[row]) + s.user_bias[:n] + s.bias[row]  # [n_items]
+        pair_uv, pair_vu = self._pair_row(row)
         a, b = self.calibration
-        return a * (uv.astype(np.float64) + base) + b, a * (vu.astype(np.float64) + base) + b
+        uv64 = uv.astype(np.float64) + pair_uv + s.base
+        vu64 = vu.astype(np.float64) + pair_vu + s.base
+        return a * uv64 + b, a * vu64 + b
 
-    def _serving_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    def _serving_arrays(self) -> _Serving:
         self._check_fitted()
         cached = getattr(self, "_arrays", None)
-        if cached is None or cached[0].shape[0] != self.n_users + 1:
+        if cached is None or cached.taste.shape[0] != self.n_users + 1:
 
             def padded(t: torch.Tensor) -> np.ndarray:
                 x = t.detach().float().numpy()
                 return np.concatenate([x, np.zeros((1, *x.shape[1:]), dtype=x.dtype)])  # row -1 = zeros
 
-            cached = (
-                padded(self.taste),
-                padded(self.appeal),
-                padded(self.user_bias),
-                padded(self.bias),
-                float(self.global_bias.detach().reshape(-1)[0]),
+            pair_user = self.pair_user if self.has_pair_user else torch.zeros(self.n_users, 0)
+            # the group priors are folded into the biases: serving adds one number per side
+            swiper, candidate = self._prior_biases()
+            cached = _Serving(
+                taste=padded(self.taste),
+                appeal=padded(self.appeal),
+                user_bias=padded(self.user_bias + swiper),
+                bias=padded(self.bias + candidate),
+                base=float(self.global_bias.detach().reshape(-1)[0]),
+                pair_weights=self.pair_weights.detach().double().numpy(),
+                pair_user=padded(pair_user).astype(np.float64),
             )
             self._arrays = cached
         return cached
+
+    def pair_coefficients(self) -> dict[str, float]:
+        """The learned shared coefficients by feature name (empty without records): pair features,
+        then the selectivity (``swiper_``) and appeal (``candidate_``) priors; log-odds per unit
+        of each feature, before calibration."""
+        out: dict[str, float] = {}
+        if self.has_pairs:
+            out.update(zip(PAIR_FEATURES, self.pair_weights.tolist(), strict=True))
+        if self.has_priors:
+            out.update(zip((f"swiper_{n}" for n in PRIOR_FEATURES), self.swiper_prior.tolist(), strict=True))
+            out.update(zip((f"candidate_{n}" for n in PRIOR_FEATURES), self.candidate_prior.tolist(), strict=True))
+        return {name: round(float(w), 4) for name, w in out.items()}
