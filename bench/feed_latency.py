@@ -121,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cf-model", default="lmf", help="collaborative model the feed pools (trained if none is active; 'none': off)"
     )
+    parser.add_argument(
+        "--retrain-cf", action="store_true", help="with --reuse: train and activate a new collaborative version first"
+    )
     parser.add_argument("--prefill-cache", action="store_true", help="cache every embedding before measuring")
     parser.add_argument("--embedded", action="store_true", help="SQLite and local-memory cache instead of PG+Redis")
     args = parser.parse_args(argv)
@@ -436,9 +439,11 @@ def pick_users(tenant: Any, n: int, seed: int) -> list[Any]:
     return [by_pk[int(pk)] for pk in chosen]
 
 
-def ensure_collaborative(tenant: Any, model: str, var_dir: Path, phases: Phases) -> dict[str, Any]:
+def ensure_collaborative(
+    tenant: Any, model: str, var_dir: Path, phases: Phases, *, retrain: bool = False
+) -> dict[str, Any]:
     """The production feed pools the active collaborative version: train one (the production
-    pipeline, as in bench.online_eval) unless the tenant has one, then load it."""
+    pipeline, as in bench.online_eval) unless the tenant has one (or ``retrain``), then load it."""
     from bench.online_eval import train_collaborative
     from recommender.services.collaborative import collaborative_wait
     from registry.models import ModelType, ModelVersion
@@ -446,7 +451,7 @@ def ensure_collaborative(tenant: Any, model: str, var_dir: Path, phases: Phases)
     if model == "none":
         return {"model": None}
     active = ModelVersion.objects.filter(tenant=tenant, model_type=ModelType.COLLABORATIVE, status="active").first()
-    if active is None:
+    if active is None or retrain:
         with phases("collaborative model"):
             train_collaborative(tenant, model, var_dir)
     serving = collaborative_wait(tenant.pk, timeout=600)
@@ -602,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.prepare_only:
         print(json.dumps(facts, indent=2, default=str))
         return
-    collaborative = ensure_collaborative(tenant, args.cf_model, env.var_dir, phases)
+    collaborative = ensure_collaborative(tenant, args.cf_model, env.var_dir, phases, retrain=args.retrain_cf)
     users = pick_users(tenant, args.warmup + args.users, args.seed)
     boot = startup(tenant, args.prefill_cache)
     measure(tenant, users[: args.warmup], args.count)

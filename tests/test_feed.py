@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from recommender.feed.scoring import exploration_slots
+from recommender.feed.scoring import PASSED_YOU_FACTOR, exploration_slots
 from recommender.feed.store import candidate_store
 from recommender.models import Impression, Match, Profile, ProfileStatus, Swipe, Tenant
 from recommender.services.events import MatchIn, SwipeIn, match_events_ingest, swipe_batch_ingest
@@ -221,6 +221,7 @@ def test_feed_reads_agree_with_the_orm_reads(tenant, other_tenant, user, man, ma
     assert reads.history.superliked == orm.superliked == [men[2].pk]
     assert reads.history.passed == orm.passed == [men[1].pk]
     assert sorted(reads.history.likers) == sorted(orm.likers) == sorted([men[4].pk, men[5].pk])
+    assert list(reads.history.passers) == list(orm.passers) == [men[6].pk]
     safety = {pk for qs in blocked_or_reported_queries(tenant_id=tenant.pk, user_id=user.pk) for (pk,) in qs}
     assert reads.excluded == {user.pk, men[3].pk, men[8].pk} | safety
     assert safety == {men[9].pk, men[7].pk, men[6].pk}
@@ -276,6 +277,23 @@ def test_a_new_profile_reaches_other_feeds(tenant, user, man):
     feed(tenant, user, count=50)  # builds the store and loads the index
     newcomer = man(km_north=0.5, bio="Just joined: sailing, books and long dinners.")
     assert newcomer.pk in shown(feed(tenant, user, count=50))
+
+
+def test_a_candidate_who_passed_on_the_user_ranks_below_an_identical_one(tenant, user, man, make_profile):
+    twin_a = man(km_north=3.0)
+    twin_b = man(km_north=3.0)
+    for i in range(5):
+        man(km_north=1.0 + i, bio=f"Someone else entirely, number {i}.")
+    swipe(tenant, twin_a, user, "pass")
+    swipe(tenant, twin_b, make_profile(), "pass")  # the same counters: one swipe, no like
+    index_build(tenant=tenant)
+    items = {item.profile_id: (rank, item) for rank, item in enumerate(feed(tenant, user, count=50).items)}
+    rank_a, item_a = items[twin_a.pk]
+    rank_b, item_b = items[twin_b.pk]
+    assert rank_a > rank_b
+    assert item_a.components["p_candidate_likes"] == pytest.approx(
+        PASSED_YOU_FACTOR * item_b.components["p_candidate_likes"], abs=1e-3
+    )
 
 
 def test_liked_you_ranks_above_an_identical_candidate(tenant, user, man):

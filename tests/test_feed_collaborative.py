@@ -15,10 +15,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from recommender.feed.store import candidate_store
 from recommender.ml.collab import load_recommender
 from recommender.models import Profile, Tenant
 from recommender.services.collaborative import collaborative_wait, serving_collaborative
-from recommender.services.feed import feed_for
+from recommender.services.feed import feed_for, profile_features
 from recommender.training.extract import export_hash
 from recommender.training.train import collaborative_train
 from registry.models import ModelType, ModelVersion
@@ -107,6 +108,24 @@ def test_with_a_dominant_model_weight_the_order_follows_the_model(demo: Tenant, 
         assert all(a >= b - 1e-3 for a, b in itertools.pairwise(ranked))
         ordered += len(ranked) >= 5
     assert ordered >= 3  # users whose feeds had enough model-ranked items to check an order
+
+
+def test_the_model_proposes_prefiltered_profiles_in_its_own_order(demo: Tenant, tmp_path: Path) -> None:
+    _train_lmf(demo, tmp_path)
+    serving = collaborative_wait(demo.pk)
+    assert serving is not None
+    snap = candidate_store(demo.pk).snapshot()
+    for user in _active_swipers(demo, 5):
+        features = profile_features(user)
+        everyone = serving.reciprocal_candidates(user.pk, 100_000)  # the model's order over all columns
+        plausible = everyone[snap.prefilter_pks(features, everyone)]
+        got = serving.reciprocal_candidates(
+            user.pk,
+            20,
+            eligible=lambda pks, f=features: snap.prefilter_pks(f, pks),  # type: ignore[misc]
+        )
+        assert len(got) == min(20, len(plausible)) > 0
+        assert got.tolist() == plausible[:20].tolist()
 
 
 def test_without_the_model_the_feed_says_so_and_still_serves(demo: Tenant, tmp_path: Path, settings: Any) -> None:

@@ -147,6 +147,18 @@ class StoreSnapshot:
                 break
         return np.concatenate(found)[:want]
 
+    def prefilter_pks(self, user: ProfileFeatures, pks: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of ``pks`` (-1 or unknown allowed: False) are active rows passing the
+        structured pre-filter of :meth:`prefilter_rows`."""
+        pk_arr = np.asarray(pks, dtype=np.int64)  # (n,)
+        ok = (pk_arr >= 0) & (pk_arr < len(self.row_of))
+        rows = np.full(len(pk_arr), -1, dtype=np.int64)
+        rows[ok] = self.row_of[pk_arr[ok]]
+        ok &= (rows >= 0) & (rows < len(self))
+        out = np.zeros(len(pk_arr), dtype=bool)
+        out[ok] = self._prefilter_mask(user, rows[ok])
+        return out
+
     def _prefilter_mask(self, user: ProfileFeatures, rows: np.ndarray) -> np.ndarray:
         b = self.batch
         gender = b.gender[rows]

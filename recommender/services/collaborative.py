@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,22 @@ class CollaborativeServing:
             out[ok] = np.log(p / (1 - p))
         return out
 
-    def reciprocal_candidates(self, user_pk: int, k: int, fusion_method: str = "harmonic") -> np.ndarray:
+    def reciprocal_candidates(
+        self,
+        user_pk: int,
+        k: int,
+        fusion_method: str = "harmonic",
+        eligible: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Profile pks of the ``k`` columns with the best fused P(u likes v) and P(v likes u) by
         the model, best first (empty when the model cannot say for this user).
 
         Exact over the catalogue: two (n, f) products. A feed ranks only the candidates its
         sources propose, so this source is where the model's view of the *other* side (who is
         likely to like the user back) reaches the feed; proposals by one-way taste or by
-        similarity rarely contain the pairs that match.
+        similarity rarely contain the pairs that match. ``eligible`` maps the columns' profile
+        pks ([n], -1 where unmapped) to a [n] bool mask of those worth scoring (the feed's cheap
+        pre-filter): the model then scores only those, and the ``k`` are all plausible.
         """
         if not self.complete:
             self.map_tenant()  # the loader thread could not read the profiles (see _load_version)
@@ -131,23 +140,24 @@ class CollaborativeServing:
         if n == 0 or n > CF_EXACT_MAX_ITEMS or k <= 0:
             return np.empty(0, dtype=np.int64)
         row = int(self.rows(np.asarray([user_pk], dtype=np.int64))[0])
+        cols = np.arange(n, dtype=np.int64)
+        if eligible is not None:
+            cols = cols[eligible(self.pk_of_row[:n]) & (cols != row)]
         against_all = getattr(self.model, "logits_for_user", None)
         if against_all is not None:
-            uv, vu = against_all(row)  # (n,), (n,): two matrix-vector products
+            uv, vu = against_all(row, cols if eligible is not None else None)  # two matrix-vector products
         else:
-            items = np.arange(n, dtype=np.int64)
-            user = np.full(n, row, dtype=np.int64)
-            uv, vu = self.pair_logits(user, items), self.pair_logits(items, user)
-        score = fuse(_sigmoid(uv), _sigmoid(vu), fusion_method)
+            user = np.full(len(cols), row, dtype=np.int64)
+            uv, vu = self.pair_logits(user, cols), self.pair_logits(cols, user)
+        score = fuse(_sigmoid(uv), _sigmoid(vu), fusion_method)  # (len(cols),)
         score[np.isnan(score)] = -np.inf
-        if row >= 0:
-            score[row] = -np.inf  # never the user themself
+        score[cols == row] = -np.inf  # never the user themself
         k = min(k, int(np.isfinite(score).sum()))
         if k == 0:
             return np.empty(0, dtype=np.int64)
         top = np.argpartition(-score, k - 1)[:k]
         top = top[np.argsort(-score[top], kind="stable")]
-        pks = self.pk_of_row[top]
+        pks = self.pk_of_row[cols[top]]
         return pks[pks >= 0]
 
 

@@ -18,7 +18,8 @@ Stages (each timed, in ms, in ``FeedResult.stage_ms``):
     superliked the user and that the user has not swiped, (d) Elo-popular and (e) newest
     profiles of the tenant (pools cached per tenant for a few seconds), (g) the active
     collaborative model's top ``ML_COLLABORATIVE_CANDIDATES`` by its own reciprocal score
-    (both directions fused; when a model is loaded), and (f) a structured
+    (both directions fused; when a model is loaded), scored only over the profiles that pass
+    the structured pre-filter below, and (f) a structured
     pre-filter scan of the store (gender, age ranges, distance box) when the index is missing,
     ML is off, or (a) to (e) leave fewer than ``MIN_POOL_PER_ITEM`` eligible per slot, so a
     cold-start or fallback feed is still full.
@@ -187,6 +188,7 @@ class SwipeHistory:
     superliked: list[int]
     passed: list[int]
     likers: np.ndarray  # (m,) int64 pks of who liked or superliked the user
+    passers: np.ndarray  # (p,) int64 pks of who passed on the user
 
 
 def swipe_history(*, user_id: int) -> SwipeHistory:
@@ -198,7 +200,7 @@ def swipe_histories(*, user_ids: Sequence[int]) -> dict[int, SwipeHistory]:
     """:func:`swipe_history` of each of ``user_ids``, in one query for all (the ML API's batches)."""
     wanted = set(user_ids)
     rows = (
-        Swipe.objects.filter(Q(user_id__in=wanted) | Q(candidate_id__in=wanted, action__in=POSITIVE_ACTIONS))
+        Swipe.objects.filter(Q(user_id__in=wanted) | Q(candidate_id__in=wanted))
         .order_by("occurred_at", "pk")
         .values_list("user_id", "candidate_id", "action")
     )
@@ -207,17 +209,18 @@ def swipe_histories(*, user_ids: Sequence[int]) -> dict[int, SwipeHistory]:
 
 def _histories(rows: Iterable[tuple[int, int, str]], wanted: set[int]) -> dict[int, SwipeHistory]:
     """SwipeHistory of each of ``wanted`` from time-ordered (swiper, candidate, action) rows
-    holding their swipes and the likes they received."""
+    holding their swipes and the swipes they received."""
     actions = (SwipeAction.LIKE, SwipeAction.SUPERLIKE, SwipeAction.PASS)
     groups: dict[int, dict[str, list[int]]] = {pk: {a: [] for a in actions} for pk in wanted}
     swiped: dict[int, set[int]] = {pk: set() for pk in wanted}
     likers: dict[int, set[int]] = {pk: set() for pk in wanted}
+    passers: dict[int, set[int]] = {pk: set() for pk in wanted}
     for swiper_id, candidate_id, action in rows:
         if swiper_id in wanted:
             swiped[swiper_id].add(candidate_id)
             groups[swiper_id][action].append(candidate_id)
-        if candidate_id in wanted and action in POSITIVE_ACTIONS:
-            likers[candidate_id].add(swiper_id)
+        if candidate_id in wanted:
+            (likers if action in POSITIVE_ACTIONS else passers)[candidate_id].add(swiper_id)
     return {
         pk: SwipeHistory(
             swiped=np.fromiter(swiped[pk], dtype=np.int64, count=len(swiped[pk])),
@@ -225,6 +228,7 @@ def _histories(rows: Iterable[tuple[int, int, str]], wanted: set[int]) -> dict[i
             superliked=groups[pk][SwipeAction.SUPERLIKE][-HISTORY_PER_ACTION:],
             passed=groups[pk][SwipeAction.PASS][-HISTORY_PER_ACTION:],
             likers=np.fromiter(likers[pk], dtype=np.int64, count=len(likers[pk])),
+            passers=np.fromiter(passers[pk], dtype=np.int64, count=len(passers[pk])),
         )
         for pk in wanted
     }
@@ -258,12 +262,7 @@ def feed_reads(*, tenant_id: int, user_id: int) -> FeedReads:
     """
     from safety.selectors import blocked_or_reported_sql  # the safety app builds on recommender
 
-    params = {
-        "tenant_id": tenant_id,
-        "user_id": user_id,
-        "like": SwipeAction.LIKE.value,
-        "superlike": SwipeAction.SUPERLIKE.value,
-    }
+    params = {"tenant_id": tenant_id, "user_id": user_id}
     with connection.cursor() as cursor:
         cursor.execute(_feed_reads_sql(blocked_or_reported_sql()), params)
         rows = cursor.fetchall()
@@ -284,7 +283,7 @@ def _feed_reads_sql(safety_sql: str) -> str:
     # exclusion rows have a NULL swiper and sort anywhere.
     return (
         f"SELECT user_id, candidate_id, action, occurred_at, id FROM {swipe}"
-        " WHERE user_id = %(user_id)s OR (candidate_id = %(user_id)s AND action IN (%(like)s, %(superlike)s))"
+        " WHERE user_id = %(user_id)s OR candidate_id = %(user_id)s"
         f" UNION ALL SELECT NULL, user_b_id, NULL, NULL, NULL FROM {match} WHERE user_a_id = %(user_id)s"
         f" UNION ALL SELECT NULL, user_a_id, NULL, NULL, NULL FROM {match} WHERE user_b_id = %(user_id)s"
         f" UNION ALL SELECT NULL, x.profile_id, NULL, NULL, NULL FROM ({safety_sql}) x"
@@ -647,7 +646,11 @@ def feed_for(
             sources.append(_ann_rows(index, snap, uv, history.swiped, excluded))
         if cf is not None and settings.ML_COLLABORATIVE_CANDIDATES > 0:
             k = settings.ML_COLLABORATIVE_CANDIDATES
-            proposed = cf.reciprocal_candidates(user.pk, k, settings.ML_FUSION_METHOD)
+            # scored only where the pre-filter passes: cheaper, and all k are plausible
+            narrowed = _narrowed(user_f, filters)
+            proposed = cf.reciprocal_candidates(
+                user.pk, k, settings.ML_FUSION_METHOD, eligible=lambda pks: snap.prefilter_pks(narrowed, pks)
+            )
             sources.append(snap.rows_for(proposed))
         pool = np.concatenate(sources)
     with stage("filter"):
@@ -680,6 +683,7 @@ def feed_for(
             elo_candidate=snap.elo[rows],
             elo_user=_user_elo(snap, user),
             liked_user=np.isin(pks, likers),
+            passed_user=np.isin(pks, history.passers),
             # relative to the tenant's typical like rate, so the scale of P(v likes u) is kept
             selectivity=snap.like_rate[rows] / store.median_like_rate(),
             collab_uv=collab_uv,

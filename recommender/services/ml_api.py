@@ -405,6 +405,7 @@ class _UserContext:
     features: ProfileFeatures
     swiped: set[int]
     likers: set[int]
+    passers: set[int]  # who passed on the user
     excluded: set[int]
     history: tuple[list[int], list[int], list[int]]  # liked, superliked, passed (oldest first)
 
@@ -499,6 +500,7 @@ def user_contexts(*, tenant: Tenant, users: Sequence[Profile]) -> dict[int, _Use
             features=profile_features(u),
             swiped=set(histories[u.pk].swiped.tolist()),
             likers=set(histories[u.pk].likers.tolist()),
+            passers=set(histories[u.pk].passers.tolist()),
             excluded=excluded[u.pk],
             history=(histories[u.pk].liked, histories[u.pk].superliked, histories[u.pk].passed),
         )
@@ -601,6 +603,7 @@ def _rank_one(
         elo_candidate=np.array([elo.get(pk, DEFAULT_ELO) for pk in pks.tolist()], dtype=np.float64),
         elo_user=elo.get(ctx.user.pk, DEFAULT_ELO),
         liked_user=np.array([pk in ctx.likers for pk in pks.tolist()], dtype=bool),
+        passed_user=np.array([pk in ctx.passers for pk in pks.tolist()], dtype=bool),
         selectivity=np.array([like_rate.get(pk, PRIOR_LIKE_RATE) for pk in pks.tolist()]) / median_rate,
         collab_uv=collab_uv,
         collab_vu=collab_vu,

@@ -15,8 +15,8 @@ a match.
   pass from a picky judge costs less than one from someone who likes everybody).
 * ``taste . appeal`` is the personal part on top.
 * ``pair_weights . x(u, i)`` (with pair records, ``LMFConfig.pair_features``): learned
-  coefficients on features of the *pair* (:mod:`.pairs`: same education level, religion,
-  drinks, smokes, diet, kids intent, drugs; shared interests; distance; age gap). Biases and a
+  coefficients on features of the *pair* (:mod:`.pairs`: the same value of each lifestyle
+  field but ethnicity; shared interests; distance; age gap). Biases and a
   low-rank product need many swipes per profile to learn "people like people like them"; one
   coefficient per feature learns it from every swipe at once, and it applies to pairs that never
   met, which are all the pairs a feed ranks. With ``pair_user_regularization`` > 0 each swiper
@@ -348,36 +348,39 @@ class LogisticMF(FactorModel):
         a, b = self.calibration
         return a * (z + s.base) + b
 
-    def _pair_row(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pair_row(self, row: int, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(pair log-odds of row liking each column, of each column liking row), each [n_items]
-        float64; zeros without pair features or for row -1."""
+        (or [len(cols)]) float64; zeros without pair features or for row -1."""
         n = self.n_items
+        m = n if cols is None else len(cols)
         if not self.has_pairs or row < 0:
-            return np.zeros(n), np.zeros(n)
+            return np.zeros(m), np.zeros(m)
         s = self._serving_arrays()
         if not s.pair_user.shape[1]:  # the shared coefficients alone: no [n, p] matrix needed
+            if cols is not None:
+                return self.records.linear_against_all(row, s.pair_weights, cols)  # type: ignore[union-attr]
             uv, vu = self.records.linear_against_all(row, s.pair_weights)  # type: ignore[union-attr]
             return uv[:n], vu[:n]
-        x = self.records.against_all(row)[:n].astype(np.float64)  # type: ignore[union-attr]  # [n, p]
+        sel = slice(0, n) if cols is None else cols
+        x = self.records.against_all(row)[sel].astype(np.float64)  # type: ignore[union-attr]  # [m, p]
         x_back = x.copy()
         x_back[:, PAIR_FEATURES.index("age_diff_10y")] *= -1  # the only asymmetric feature
         uv, vu = x @ s.pair_weights, x_back @ s.pair_weights
-        if s.pair_user.shape[1]:
-            uv = uv + x @ s.pair_user[row]
-            vu = vu + np.einsum("np,np->n", x_back, s.pair_user[:n])
+        uv = uv + x @ s.pair_user[row]
+        vu = vu + np.einsum("np,np->n", x_back, s.pair_user[sel])
         return uv, vu
 
-    def logits_for_user(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """(log-odds row likes each column [n_items], each column's profile likes row [n_items]),
-        calibrated; ``row`` may be -1 (unseen). Two matrix-vector products plus the pair
-        features of row against every column."""
+    def logits_for_user(self, row: int, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(log-odds row likes each column, each column's profile likes row), each [n_items] (or
+        [len(cols)] for the given columns), calibrated; ``row`` may be -1 (unseen). Two
+        matrix-vector products plus the pair features of row against every column."""
         s = self._serving_arrays()
-        n = self.n_items
+        sel = slice(0, self.n_items) if cols is None else np.asarray(cols, dtype=np.int64)
         # einsum, not ``@``: a BLAS matrix-vector product wakes its thread pool, which on a busy
         # 2-core server measured 5-10x slower than this single-threaded loop
-        uv = np.einsum("nf,f->n", s.appeal[:n], s.taste[row]) + s.bias[:n] + s.user_bias[row]  # [n_items]
-        vu = np.einsum("nf,f->n", s.taste[:n], s.appeal[row]) + s.user_bias[:n] + s.bias[row]  # [n_items]
-        pair_uv, pair_vu = self._pair_row(row)
+        uv = np.einsum("nf,f->n", s.appeal[sel], s.taste[row]) + s.bias[sel] + s.user_bias[row]  # [m]
+        vu = np.einsum("nf,f->n", s.taste[sel], s.appeal[row]) + s.user_bias[sel] + s.bias[row]  # [m]
+        pair_uv, pair_vu = self._pair_row(row, None if cols is None else sel)
         a, b = self.calibration
         uv64 = uv.astype(np.float64) + pair_uv + s.base
         vu64 = vu.astype(np.float64) + pair_vu + s.base

@@ -7,7 +7,7 @@ This module turns what the service stores about each profile into a compact per-
 pipeline as side features) and computes, for aligned pairs or one profile against everyone,
 
 * ``same_<attribute>``: 1 when both profiles state the same value, 0 otherwise or when either is
-  missing, for education level, religion, drinks, smokes, diet, kids intent and drugs. Values
+  missing, for every categorical lifestyle field but ethnicity (:data:`PAIR_ATTRIBUTES`). Values
   are coarsened first ("graduated from X" and "working on X" are the same level; "catholicism but
   not too serious about it" is catholicism; a smoker is anyone but "no"), so that answers that
   mean the same thing compare equal;
@@ -39,7 +39,23 @@ import numpy as np
 from recommender.ml.structured import ProfileFeatures, _stable_hash, gender_code
 from recommender.schema import GENDERS
 
-PAIR_ATTRIBUTES: tuple[str, ...] = ("education", "religion", "drinks", "smokes", "diet", "offspring", "drugs")
+# Every categorical lifestyle field the service stores (recommender.schema.LIFESTYLE_FIELDS) but
+# ethnicity (a model must not learn to rank by it), height (numeric) and speaks (a list): the
+# model learns which of them matter from the swipes, and gives the others ~0 weight.
+PAIR_ATTRIBUTES: tuple[str, ...] = (
+    "education",
+    "religion",
+    "drinks",
+    "smokes",
+    "diet",
+    "offspring",
+    "drugs",
+    "body_type",
+    "job",
+    "orientation",
+    "pets",
+    "relationship_status",
+)
 INTEREST_BUCKETS = 256  # hashed interest tags; a curated tag list has hundreds of tags at most
 _WORDS = INTEREST_BUCKETS // 64
 MAX_DISTANCE_10KM = 20.0
@@ -58,6 +74,9 @@ RECORD_WIDTH = len(PAIR_ATTRIBUTES) + 4 + INTEREST_BUCKETS
 _GENDER, _AGE, _LAT, _LON, _INTERESTS = (len(PAIR_ATTRIBUTES) + k for k in range(5))
 
 
+# The normalisations below read OkCupid's answer phrasing. They are written here, not imported
+# from recommender.simulation (which has its own for its hidden preferences): the service must
+# not depend on the simulator that judges it.
 def _education_level(text: str) -> str | None:
     for prefix in ("graduated from ", "working on ", "dropped out of "):
         text = text.removeprefix(prefix)
@@ -83,6 +102,11 @@ _COARSEN: dict[str, Callable[[str], str | None]] = {
     "diet": lambda t: t.split(" ")[-1],
     "offspring": _kids_intent,
     "drugs": lambda t: t,
+    "body_type": lambda t: t,
+    "job": lambda t: t,
+    "orientation": lambda t: t,
+    "pets": lambda t: t,
+    "relationship_status": lambda t: t,
 }
 
 
@@ -184,45 +208,51 @@ class PairRecords:
             return np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32)
         return self._features(np.full(n, row, dtype=np.int64), np.arange(n, dtype=np.int64))
 
-    def linear_against_all(self, row: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(weights . x(row, v), weights . x(v, row)) for every profile v, each [n] float64;
-        zeros when row is -1. The same numbers as :meth:`against_all` times ``weights``, without
-        building the [n, p] matrix: this runs in every feed request, against the whole catalogue.
+    def linear_against_all(
+        self, row: int, weights: np.ndarray, cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(weights . x(row, v), weights . x(v, row)) for every profile v (or each of ``cols``),
+        each [n] (or [len(cols)]) float64; zeros when row is -1. The same numbers as
+        :meth:`against_all` times ``weights``, without building the [n, p] matrix: this runs in
+        every feed request, against the whole catalogue or the columns the feed pre-filtered.
         """
-        n = len(self)
-        if not 0 <= row < n:
-            return np.zeros(n), np.zeros(n)
+        sel: slice | np.ndarray = slice(None) if cols is None else np.asarray(cols, dtype=np.int64)
+        m = len(self) if cols is None else len(sel)  # type: ignore[arg-type]
+        if not 0 <= row < len(self):
+            return np.zeros(m), np.zeros(m)
         w = np.asarray(weights, dtype=np.float64)
         k = len(PAIR_ATTRIBUTES)
-        sym = np.zeros(n)
+        sym = np.zeros(m)
         for j, code in enumerate(self.codes[row].tolist()):
             if code >= 0 and w[j] != 0.0:
-                sym += w[j] * (self.codes[:, j] == code)
-        shared = self._shared_with(row)
-        norm = np.sqrt(self.interest_count * self.interest_count[row])
-        sym += w[k] * np.divide(shared, norm, out=np.zeros(n), where=norm > 0)
-        sym += w[k + 1] * np.minimum(self._km_from(row) / 10.0, MAX_DISTANCE_10KM)
-        diff = (self.age - self.age[row]).astype(np.float64) / 10.0  # age_v - age_row
+                sym += w[j] * (self.codes[sel, j] == code)
+        shared = self._shared_with(row, sel)
+        norm = np.sqrt(self.interest_count[sel] * self.interest_count[row])
+        sym += w[k] * np.divide(shared, norm, out=np.zeros(m), where=norm > 0)
+        sym += w[k + 1] * np.minimum(self._km_from(row, sel) / 10.0, MAX_DISTANCE_10KM)
+        diff = (self.age[sel] - self.age[row]).astype(np.float64) / 10.0  # age_v - age_row
         sym += w[k + 2] * np.abs(diff)
         return sym + w[k + 3] * diff, sym - w[k + 3] * diff
 
-    def _shared_with(self, row: int) -> np.ndarray:
-        """[n] shared interests of every profile with ``row``: one pass over the words per
+    def _shared_with(self, row: int, sel: slice | np.ndarray) -> np.ndarray:
+        """Shared interests of each selected profile with ``row``: one pass over the words per
         interest of ``row`` (a handful), cheaper than a popcount over every word of every row."""
-        shared = np.zeros(len(self), dtype=np.uint64)
+        words = self.interests[sel]  # [m, words]
+        shared = np.zeros(len(words), dtype=np.uint64)
         one = np.uint64(1)
         for word, value in enumerate(self.interests[row].tolist()):
             while value:
                 bit = (value & -value).bit_length() - 1
-                shared += (self.interests[:, word] >> np.uint64(bit)) & one
+                shared += (words[:, word] >> np.uint64(bit)) & one
                 value &= value - 1
         return shared.astype(np.float64)
 
-    def _km_from(self, row: int) -> np.ndarray:
-        """[n] great-circle km from ``row`` through the chord between unit vectors (three
-        subtractions and one arcsin per profile instead of the haversine's four trig calls)."""
+    def _km_from(self, row: int, sel: slice | np.ndarray) -> np.ndarray:
+        """Great-circle km from ``row`` to each selected profile, through the chord between unit
+        vectors (three subtractions and one arcsin per profile instead of the haversine's four
+        trig calls)."""
         x, y, z = self._unit_vectors()
-        chord = np.sqrt((x - x[row]) ** 2 + (y - y[row]) ** 2 + (z - z[row]) ** 2)
+        chord = np.sqrt((x[sel] - x[row]) ** 2 + (y[sel] - y[row]) ** 2 + (z[sel] - z[row]) ** 2)
         return 2 * _EARTH_KM * np.arcsin(np.minimum(chord / 2, 1.0))
 
     def _unit_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

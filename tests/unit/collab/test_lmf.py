@@ -179,6 +179,10 @@ def test_logits_for_user_agree_with_pair_logits_and_survive_a_checkpoint(tmp_pat
         user = np.full(n, row)
         assert np.allclose(uv, model.pair_logits(user, np.arange(n)), atol=1e-5)
         assert np.allclose(vu, model.pair_logits(np.arange(n), user), atol=1e-5)
+        # the feed scores only the columns its pre-filter passes: the same numbers, fewer of them
+        cols = np.random.default_rng(row + 2).choice(n, size=n // 3, replace=False)
+        uv_cols, vu_cols = model.logits_for_user(row, cols)
+        assert np.allclose(uv_cols, uv[cols]) and np.allclose(vu_cols, vu[cols])
     loaded = load_recommender(model.save(tmp_path / "lmf.pt"))
     assert isinstance(loaded, LogisticMF) and loaded.config == model.config  # config travels in the checkpoint
     assert loaded.pair_coefficients() == model.pair_coefficients()
