@@ -1,6 +1,6 @@
 """Deep models and the ranker stack against the collaborative baselines, in one run.
 
-    .venv/bin/python -m bench.deep            # about 10-15 min on 2 cores
+    .venv/bin/python -m bench.deep            # about 8 min, every model on 1 thread
 
 One data set, one split, one protocol for every model (the same as ``bench.collab``):
 
@@ -25,13 +25,24 @@ One data set, one split, one protocol for every model (the same as ``bench.colla
 * **Tuning** on validation NDCG@10 over the small grids in ``GRIDS`` (epochs by early stopping);
   the test numbers are of the chosen configuration. Training time: the final fit, wall clock,
   1 thread.
-* **Ranker stack**: LightGBM LambdaMART (``recommender.ml.ranker``) re-ranking the top-100 of the
-  best single model (chosen on validation). Trained on the validation period: for each user with a
-  validation swipe, one query group = the source's top-100 plus the profiles shown to them in
-  validation (impressions); labels = the swipe that followed (superlike 2, like 1, pass or not
-  shown 0); features from the models fitted on train and the train history, 80 % of the users
-  for fitting and 20 % for early stopping and the grid. At test time the same features with the
-  train + validation history.
+* **Ranker stack** (standard stacking): LightGBM LambdaMART (``recommender.ml.ranker``)
+  re-ranking a candidate pool, the union of the top-``POOL`` of the ``STACK_POOL_MODELS`` best
+  single models on validation, built the way the feed serves it. Training windows
+  (``STACK_WINDOWS``): at each cut q of the history (60 %, 70 %, 80 %) the base models are fitted
+  on the swipes before q (same configurations and epochs as their rows; the 80 % cut is the
+  single-model fit itself), the features come from them and the history before q, and each user
+  with a like in the next tenth of the history [q, q + 10 %) gives one query group: their pool
+  (minus what they swiped before q), labelled by what they liked in that tenth (superlike 2,
+  like 1, otherwise 0). Tuning: 5-fold cross-validation over the users of the last window (the
+  validation period), each fold early-stopped on its held-out users, scored with the protocol's
+  NDCG@10 on the held-out users' validation likes; the grid point with the best cross-validated
+  NDCG is refitted on every window's groups with the folds' median number of trees. Test: the
+  stack's base models are refitted on train + validation (same configurations), so the features
+  are as fresh at test as in training; the single-model rows stay fitted on train. Test labels
+  are never read before scoring. Its coverage: the top-``POOL`` of its ranked pool; its training
+  time: its base models' fits on train plus the ranker's. Reported with it: a 95 % paired
+  bootstrap interval (over test users) of its NDCG@10 over the best single model's, and that
+  source refitted on train + validation alone (how much of the gain freshness would give).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ import argparse
 import hashlib
 import itertools
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +60,7 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from bench.collab import attribute_features, profile_features, simulated_swipes, time_split
+from bench.collab import attribute_features, profile_features, ratio_interval, simulated_swipes, time_split
 from bench.common import REPO_DIR, format_table, machine_info, write_result
 from recommender.ml.collab import (
     ALS,
@@ -67,10 +78,11 @@ from recommender.ml.collab import (
     profile_feature_matrix,
     validation_ndcg,
 )
+from recommender.ml.collab.data import EventWeights, IdMap, build_matrix
 from recommender.ml.collab.evaluation import reciprocal_report
 from recommender.ml.collab.metrics import mutual_like_pairs, ranking_metrics, reciprocal_match_precision
 from recommender.ml.ranker import (
-    LABELS,
+    RANKER_FEATURES,
     SOURCE_MODELS,
     Ranker,
     RankerConfig,
@@ -85,6 +97,10 @@ SEED = 7
 K = 10
 POOL = 100  # candidates retrieved per user (ranker input, coverage)
 COLD = 5  # fewer swipes than this in train = cold
+STACK_POOL_MODELS = 3  # the stack's pool: union of the top-POOL of this many best single models (validation)
+STACK_WINDOWS = (0.6, 0.7, 0.8)  # cuts of the history: base models fitted before q, labels from [q, q + 0.1)
+TEST_CUT = 0.9  # train + validation end here (bench.collab.time_split)
+FOLDS = 5  # cross-validation of the ranker over the validation users
 CACHE_DIR = Path(REPO_DIR) / "var" / "bench" / "deep"
 
 GRIDS: dict[str, dict[str, list[Any]]] = {
@@ -224,37 +240,286 @@ def tune(name: str, train: Interactions, val: Interactions) -> dict[str, Any]:
     return max(trials, key=lambda t: t["val_ndcg@10"]) | {"trials": trials}
 
 
-def final_fit(name: str, best: dict[str, Any], train: Interactions) -> tuple[Recommender, float]:
-    model = CLASSES[name](replace(BASE[name], **best["params"], epochs=best["epochs"]))
+def final_fit(name: str, params: dict[str, Any], epochs: int, data: Interactions) -> tuple[Recommender, float]:
+    """``name`` fitted on ``data`` with ``params`` for ``epochs`` epochs (no early stopping): (model, s)."""
+    model = CLASSES[name](replace(BASE[name], **params, epochs=epochs))
     started = time.perf_counter()
-    model.fit(train)
+    model.fit(data)
     return model, time.perf_counter() - started
+
+
+def model_data(name: str, data: Interactions, x: np.ndarray, attributes: np.ndarray) -> Interactions:
+    """What ``name`` is fitted on: two-tower and GraphSAGE read every side feature [n, 539], ALS +
+    attributes the attributes only [n, 155]; the others the interactions alone."""
+    features = {"two_tower": x, "graphsage": x, "als_side": attributes}.get(name)
+    return data.with_features(features) if features is not None else data
 
 
 # --- the ranker stack -----------------------------------------------------------------------------
 
 
-def ranker_groups(
-    ctx: RankerContext, source: Recommender, users: np.ndarray, exclude: sp.csr_matrix,
-    shown: dict[int, dict[int, str]] | None, desc: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """(features [rows, F], labels [rows], group sizes [groups], candidates [rows]) for ``users``:
-    the source's top-POOL plus, when ``shown`` is given, the profiles shown to the user, labelled
-    by the swipe that followed."""
-    pools, _ = source.recommend(users, POOL, exclude=exclude)
-    xs, ys, sizes, cands_all = [], [], [], []
-    for u, pool in tqdm(list(zip(users.tolist(), pools, strict=True)), desc=desc, unit="user", leave=False):
-        cands = pool[pool >= 0]
-        seen = shown.get(u, {}) if shown is not None else {}
-        if seen:
-            cands = np.unique(np.concatenate([cands, np.fromiter(seen.keys(), dtype=np.int64)]))
+def cut_index(times: np.ndarray, q: float) -> int:
+    """Index of the first swipe at or after the q-quantile of ``times`` (sorted), as time_split cuts."""
+    if q >= 1.0:
+        return int(times.size)
+    return int(np.searchsorted(times, times[int(np.floor(q * times.size))], "left"))
+
+
+def interactions(events: dict[str, np.ndarray], lo: int, hi: int) -> Interactions:
+    """Swipes ``lo:hi`` of the time-ordered ``events`` as Interactions on the shared profile ids."""
+    n = int(events["n"])
+    ids = IdMap(np.arange(n))
+    weights = EventWeights().of(events["actions"][lo:hi])
+    matrix = build_matrix(events["users"][lo:hi], events["items"][lo:hi], weights, (n, n))
+    return Interactions(matrix=matrix, users=ids, items=ids, shared=True)
+
+
+@dataclass
+class Window:
+    """The state of the world at one cut of the history, as the feed would see it then.
+
+    models: base models fitted on the swipes before the cut (pool sources and feature models);
+    ctx: the ranker's features from those models and that history;
+    seen: CSR [n, n], pairs swiped before the cut (never proposed);
+    labels: CSR [n, n] likes in the next tenth (superlike 2, like 1), None at test time.
+    """
+
+    cut: float
+    models: dict[str, Recommender]
+    ctx: RankerContext
+    seen: sp.csr_matrix
+    labels: sp.csr_matrix | None
+
+
+@dataclass
+class Groups:
+    """Query groups, one per user: x [rows, F], y [rows], sizes [groups], users [groups] and each
+    group's candidates (rows of one group are contiguous, in ``users`` order)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sizes: np.ndarray
+    users: np.ndarray
+    cands: list[np.ndarray]
+
+    def take(self, users: np.ndarray) -> Groups:
+        keep = np.isin(self.users, users)
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        rows = [np.arange(a, a + b) for a, b in zip(starts[keep], self.sizes[keep], strict=True)]
+        idx = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        cands = [c for c, k in zip(self.cands, keep, strict=True) if k]
+        return Groups(self.x[idx], self.y[idx], self.sizes[keep], self.users[keep], cands)
+
+    @staticmethod
+    def concat(parts: list[Groups]) -> Groups:
+        return Groups(np.concatenate([g.x for g in parts]), np.concatenate([g.y for g in parts]),
+                      np.concatenate([g.sizes for g in parts]), np.concatenate([g.users for g in parts]),
+                      [c for g in parts for c in g.cands])  # fmt: skip
+
+    def fit_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.x, self.y, self.sizes
+
+
+def make_window(
+    cut: float, events: dict[str, np.ndarray], models: dict[str, Recommender], base: RankerContext, labelled: bool
+) -> Window:  # fmt: skip
+    """The window at ``cut``: history arrays before it and, when ``labelled``, the next tenth's likes."""
+    times = events["times"]
+    hi = cut_index(times, cut)
+    elo, given, liked, received, likes = history_arrays(
+        int(events["n"]), events["users"][:hi], events["items"][:hi], events["actions"][:hi]
+    )
+    ctx = replace(base, elo=elo, swipes_given=given, likes_given=liked, likes_received=received, likes=likes,
+                  models={k: m for k, m in models.items() if k in SOURCE_MODELS})  # fmt: skip
+    labels = interactions(events, hi, cut_index(times, round(cut + 0.1, 6))).positives() if labelled else None
+    return Window(cut=cut, models=models, ctx=ctx, seen=interactions(events, 0, hi).seen(), labels=labels)
+
+
+def stack_pools(window: Window, sources: tuple[str, ...], users: np.ndarray) -> list[np.ndarray]:
+    """Each user's candidate pool: the union of every source's top-POOL of unseen profiles (in
+    source order, then rank), as the feed pools its candidate sources."""
+    tops = [window.models[name].recommend(users, POOL, exclude=window.seen)[0] for name in sources]  # [users, POOL]
+    pools = []
+    for row in np.concatenate(tops, axis=1):  # [users, POOL * len(sources)]
+        row = row[row >= 0]
+        _, first = np.unique(row, return_index=True)
+        pools.append(row[np.sort(first)])
+    return pools
+
+
+def stack_groups(window: Window, sources: tuple[str, ...], users: np.ndarray, desc: str) -> Groups:
+    """Query groups of ``users`` at ``window``; labelled windows keep only the groups with a like
+    (a group without one teaches LambdaMART nothing)."""
+    xs, ys, sizes, kept, cands_all = [], [], [], [], []
+    pools = stack_pools(window, sources, users)
+    for u, cands in tqdm(list(zip(users.tolist(), pools, strict=True)), desc=desc, unit="user", leave=False):
+        y = np.zeros(cands.size, dtype=np.int32)
+        if window.labels is not None:
+            y = np.rint(np.asarray(window.labels[u, cands].todense()).reshape(-1)).astype(np.int32)
+            if not y.any():
+                continue
         if cands.size == 0:
             continue
-        xs.append(context_features(ctx, u, cands))
-        ys.append(np.array([LABELS[seen[c]] if c in seen else 0 for c in cands.tolist()], dtype=np.int32))
+        xs.append(context_features(window.ctx, u, cands))
+        ys.append(y)
         sizes.append(cands.size)
+        kept.append(u)
         cands_all.append(cands)
-    return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.concatenate(cands_all)
+    width = len(RANKER_FEATURES)
+    return Groups(np.concatenate(xs) if xs else np.zeros((0, width), np.float32),
+                  np.concatenate(ys) if ys else np.zeros(0, np.int32), np.asarray(sizes, dtype=np.int64),
+                  np.asarray(kept, dtype=np.int64), cands_all)  # fmt: skip
+
+
+def stack_top(ranker: Ranker, groups: Groups, users: np.ndarray, k: int) -> np.ndarray:
+    """[len(users), k] the ranker's top-k of each user's pool (-1: no pool or a short one)."""
+    scores = ranker.predict(groups.x) if groups.x.shape[0] else np.zeros(0)
+    where = {u: j for j, u in enumerate(users.tolist())}
+    out = np.full((users.size, k), -1, dtype=np.int64)
+    start = 0
+    for u, size, cands in zip(groups.users.tolist(), groups.sizes.tolist(), groups.cands, strict=True):
+        top = cands[np.argsort(-scores[start : start + size], kind="stable")][:k]
+        out[where[u], : top.size] = top
+        start += size
+    return out
+
+
+def tune_ranker(
+    earlier: list[Groups], latest: Groups, latest_all: Groups, relevant: sp.csr_matrix, users: np.ndarray
+) -> dict[str, Any]:  # fmt: skip
+    """Cross-validate the ranker grid over the users of the latest window: each fold fits on the
+    other folds plus every earlier window, early-stops on its held-out users' groups and ranks
+    their whole pool (``latest_all``); scored by the protocol's NDCG@10 on ``relevant`` [n, n]."""
+    folds = np.random.default_rng(SEED).permutation(users.size) % FOLDS  # [users]
+    trials = []
+    for params in grid("ranker"):
+        recs = np.full((users.size, K), -1, dtype=np.int64)
+        trees = []
+        for f in range(FOLDS):
+            held = users[folds == f]
+            fit = Groups.concat([latest.take(users[folds != f]), *earlier])
+            ranker = Ranker(RankerConfig(seed=SEED, **params)).fit(
+                *fit.fit_args(), validation=latest.take(held).fit_args()
+            )
+            trees.append(ranker.metrics["best_iteration"])
+            recs[folds == f] = stack_top(ranker, latest_all.take(held), held, K)
+        score = _metrics(recs, relevant, users)["ndcg@10"]
+        trials.append({"params": params, "cv_ndcg@10": score, "trees": int(np.median(trees)), "fold_trees": trees})
+        print(f"  ranker {params} cross-validated val NDCG@10 {score:.4f}, trees {trees}", flush=True)
+    return max(trials, key=lambda t: t["cv_ndcg@10"]) | {"trials": trials}
+
+
+def fit_windows(
+    names: tuple[str, ...], cuts: tuple[float, ...], results: dict[str, Any], events: dict[str, np.ndarray],
+    x: np.ndarray, attributes: np.ndarray, fitted: dict[float, dict[str, Recommender]],
+) -> dict[float, dict[str, Recommender]]:  # fmt: skip
+    """Base models ``names`` fitted before each cut (configurations and epochs of their rows);
+    cuts already in ``fitted`` are reused."""
+    out = dict(fitted)
+    for cut in cuts:
+        if cut in out:
+            continue
+        data = interactions(events, 0, cut_index(events["times"], cut))
+        out[cut] = {}
+        for name in names:
+            if name == "popularity":
+                out[cut][name] = Popularity(PopularityConfig())
+                out[cut][name].fit(data)
+                continue
+            r = results[name]
+            out[cut][name], seconds = final_fit(
+                name, r["best_params"], r["epochs"], model_data(name, data, x, attributes)
+            )
+            print(f"  {name} refitted on the first {cut:.0%} of the history ({seconds:.0f}s)", flush=True)
+    return out
+
+
+def ranker_stack(
+    results: dict[str, Any], models: dict[str, Recommender], protocol: Protocol, events: dict[str, np.ndarray],
+    x: np.ndarray, attributes: np.ndarray, base: RankerContext, singles: tuple[str, ...], val: Interactions,
+) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
+    """Fit, tune and test the ranker stack (module docs): (its result entry, its test top-K
+    [len(protocol.users), K])."""
+    started = time.perf_counter()
+    sources = tuple(sorted(singles, key=lambda m: -results[m]["val_ndcg@10"])[:STACK_POOL_MODELS])
+    names = tuple(dict.fromkeys((*sources, *(m for m in singles if m in SOURCE_MODELS))))
+    print(f"ranker stack: pool from {sources}; features from {[m for m in names if m in SOURCE_MODELS]}", flush=True)
+    t0 = time.perf_counter()
+    fitted = fit_windows(names, (*STACK_WINDOWS, TEST_CUT), results, events, x, attributes,
+                         {STACK_WINDOWS[-1]: {m: models[m] for m in names}})  # fmt: skip
+    refit_seconds = time.perf_counter() - t0
+    windows = {cut: make_window(cut, events, fitted[cut], base, labelled=True) for cut in STACK_WINDOWS}
+    groups = {cut: stack_groups(w, sources, _liking_users(w.labels), f"ranker groups {cut:.0%}")
+              for cut, w in windows.items() if w.labels is not None}  # fmt: skip
+    latest = windows[STACK_WINDOWS[-1]]
+    val_users = _liking_users(val.positives())
+    latest_all = stack_groups(replace(latest, labels=None), sources, val_users, "ranker validation pools")
+    best = tune_ranker([groups[c] for c in STACK_WINDOWS[:-1]], groups[STACK_WINDOWS[-1]], latest_all,
+                       val.positives(), val_users)  # fmt: skip
+    train = Groups.concat(list(groups.values()))
+    t1 = time.perf_counter()
+    ranker = Ranker(RankerConfig(seed=SEED, **best["params"], n_estimators=max(1, best["trees"]))).fit(
+        *train.fit_args()
+    )
+    fit_seconds = time.perf_counter() - t1
+    prep_seconds = time.perf_counter() - started
+
+    test = make_window(TEST_CUT, events, fitted[TEST_CUT], base, labelled=False)
+    assert (test.seen != protocol.exclude).nnz == 0  # the protocol's exclusion: swiped before test
+
+    def ranked(users: np.ndarray, k: int, desc: str) -> np.ndarray:
+        return stack_top(ranker, stack_groups(test, sources, users, desc), users, k)
+
+    recs = ranked(protocol.users, K, "ranker test")
+    where = {u: j for j, u in enumerate(protocol.users)}
+    out: dict[str, Any] = {"all": _metrics(recs, protocol.relevant, protocol.users)}
+    match_recs = ranked(protocol.match_users, K, "ranker matches")
+    out["all"]["match_precision@10"] = reciprocal_match_precision(
+        match_recs, protocol.matches[protocol.match_users], K
+    )["match_precision@10"]
+    cold_rows = np.array([where[u] for u in protocol.cold_users], dtype=np.int64)
+    out["cold_users"] = _metrics(recs[cold_rows], protocol.relevant, protocol.cold_users)
+    ci_rows = np.array([where[u] for u in protocol.cold_item_users], dtype=np.int64)
+    out["cold_items"] = _metrics(recs[ci_rows], protocol.relevant_cold_items, protocol.cold_item_users)
+    out["cold_coverage"] = protocol.coverage(ranked(protocol.coverage_users, POOL, "ranker coverage"))
+    # Diagnostic: how much of the stack's edge freshness alone would give (the best single model
+    # refitted on train + validation, as the stack's sources are at test time).
+    fresh = fitted[TEST_CUT][sources[0]].recommend(protocol.users, K, exclude=protocol.exclude)[0]
+    source_train_seconds = sum(results[m]["train_seconds"] for m in names)
+    entry = {
+        "pool_sources": list(sources),
+        "feature_models": [m for m in names if m in SOURCE_MODELS],
+        "windows": list(STACK_WINDOWS),
+        "best_params": best["params"],
+        "trees": best["trees"],
+        "val_ndcg@10": best["cv_ndcg@10"],
+        "train_seconds": fit_seconds + source_train_seconds,
+        "ranker_seconds": fit_seconds,
+        "refit_seconds": refit_seconds,
+        "stack_prep_seconds": prep_seconds,
+        "trials": best["trials"],
+        "grid": GRIDS["ranker"],
+        "ranker_rows": int(train.x.shape[0]),
+        "ranker_groups": {f"{c:.0%}": int(g.sizes.size) for c, g in groups.items()},
+        "mean_pool_size": float(np.mean(latest_all.sizes)) if latest_all.sizes.size else 0.0,
+        "feature_importance": dict(sorted(ranker.feature_importance().items(), key=lambda kv: -kv[1])[:12]),
+        "diagnostics": {
+            f"{sources[0]}_refitted_on_train_val": _metrics(fresh, protocol.relevant, protocol.users),
+        },
+        "test": out,
+    }
+    return entry, recs
+
+
+def per_user_ndcg(recs: np.ndarray, relevant: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+    """[len(users)] NDCG@K of each user's top-K ``recs`` [len(users), K]."""
+    rel = relevant[users]
+    return np.asarray([ranking_metrics(recs[i : i + 1], rel[i : i + 1], K)["ndcg@10"] for i in range(users.size)])
+
+
+def _liking_users(likes: sp.csr_matrix) -> np.ndarray:
+    """[m] rows of ``likes`` with at least one like."""
+    return np.flatnonzero(np.diff(likes.tocsr().indptr) > 0)
 
 
 def main() -> None:
@@ -274,7 +539,7 @@ def main() -> None:
     batch = CandidateBatch.from_features(feats)
     events = simulated_swipes(args.swipes)
     train, val, test, train_val = time_split(events)
-    train_f = train.with_features(x)
+    attributes = attribute_features()
     n = len(population)
     print(f"data: {events['users'].size:,} swipes, train {train.nnz:,} val {val.nnz:,} test {test.nnz:,}; "
           f"features {x.shape[1]} columns", flush=True)  # fmt: skip
@@ -291,12 +556,11 @@ def main() -> None:
         "val_ndcg@10": validation_ndcg(train, val, K)(pop),
         "train_seconds": time.perf_counter() - t0,
     }
-    train_attributes = train.with_features(attribute_features())
     for name in ("als", "als_side", "bpr", "two_tower", "graphsage"):
-        data = {"two_tower": train_f, "graphsage": train_f, "als_side": train_attributes}.get(name, train)
+        data = model_data(name, train, x, attributes)
         t0 = time.perf_counter()
         best = tune(name, data, val)
-        model, seconds = final_fit(name, best, data)
+        model, seconds = final_fit(name, best["params"], best["epochs"], data)
         models[name] = model
         results[name] = {"best_params": best["params"], "epochs": best["epochs"], "val_ndcg@10": best["val_ndcg@10"],
                          "train_seconds": seconds, "tuning_seconds": time.perf_counter() - t0,
@@ -309,116 +573,34 @@ def main() -> None:
               f"cold-item ndcg {t['cold_items']['ndcg@10']:.4f} coverage {t['cold_coverage']:.3f}",
               flush=True)  # fmt: skip
 
-    # --- ranker on top of the best single model (chosen on validation) ---
     singles = ("popularity", "als", "als_side", "bpr", "two_tower", "graphsage")
-    source_name = max(singles, key=lambda m: results[m]["val_ndcg@10"])
-    source = models[source_name]
-    print(f"ranker source: {source_name}", flush=True)
-    t0 = time.perf_counter()
-    ev = events
-    bounds = np.cumsum([train.nnz, val.nnz])  # noqa: F841  (the split is by time; see shown_in below)
-    times = ev["times"]
-    cut_val, cut_test = (times[int(np.floor(q * times.size))] for q in (0.8, 0.9))
-    in_train = times < cut_val
-    in_val = (times >= cut_val) & (times < cut_test)
-    in_train_val = times < cut_test
-
-    def context(mask: np.ndarray) -> RankerContext:
-        elo, given, liked, received, likes = history_arrays(
-            n, ev["users"][mask], ev["items"][mask], ev["actions"][mask]
-        )
-        return RankerContext(profiles=feats, batch=batch, bio=bio, elo=elo, swipes_given=given, likes_given=liked,
-                             likes_received=received, likes=likes,
-                             models={k: m for k, m in models.items() if k in SOURCE_MODELS})  # fmt: skip
-
-    shown: dict[int, dict[int, str]] = {}
-    for u, v, a in zip(ev["users"][in_val].tolist(), ev["items"][in_val].tolist(), ev["actions"][in_val].tolist(),
-                       strict=True):  # fmt: skip
-        shown.setdefault(u, {})[v] = a
-    val_users = np.array(sorted(shown), dtype=np.int64)
-    rng = np.random.default_rng(SEED)
-    fit_users = np.sort(rng.choice(val_users, size=int(0.8 * val_users.size), replace=False))
-    es_users = np.setdiff1d(val_users, fit_users)
-    ctx_train = context(in_train)
-    fit_set = ranker_groups(ctx_train, source, fit_users, train.seen(), shown, "ranker data (fit)")
-    es_set = ranker_groups(ctx_train, source, es_users, train.seen(), shown, "ranker data (early stop)")
-    trials = []
-    best_ranker, best_val = None, -1.0
-    fit_seconds = 0.0
-    for params in grid("ranker"):
-        t1 = time.perf_counter()
-        ranker = Ranker(RankerConfig(seed=SEED, **params)).fit(*fit_set[:3], validation=es_set[:3])
-        seconds = time.perf_counter() - t1
-        score = ranker.metrics["val_ndcg@10"]
-        trials.append({"params": params, "val_ndcg@10": score, "trees": ranker.metrics["best_iteration"],
-                       "seconds": seconds})  # fmt: skip
-        print(f"  ranker {params} val {score:.4f} @ {ranker.metrics['best_iteration']} trees ({seconds:.0f}s)",
-              flush=True)  # fmt: skip
-        if score > best_val:
-            best_ranker, best_val, fit_seconds = ranker, score, seconds
-    assert best_ranker is not None
-    ranker_prep = time.perf_counter() - t0
-
-    ctx_test = context(in_train_val)
-
-    def ranked(users: np.ndarray, desc: str) -> np.ndarray:
-        """[len(users), K] the stack's top-K per user."""
-        xs, _, sizes, cands = ranker_groups(ctx_test, source, users, protocol.exclude, None, desc)
-        scores = best_ranker.predict(xs)
-        out = np.full((users.size, K), -1, dtype=np.int64)
-        start = 0
-        row = 0
-        pools, _ = source.recommend(users, POOL, exclude=protocol.exclude)
-        for j, pool in enumerate(pools):
-            if (pool >= 0).sum() == 0:
-                continue
-            size = sizes[row]
-            s, c = scores[start : start + size], cands[start : start + size]
-            out[j, : min(K, size)] = c[np.argsort(-s, kind="stable")][:K]
-            start += size
-            row += 1
-        return out
-
-    recs = ranked(protocol.users, "ranker test")
-    where = {u: j for j, u in enumerate(protocol.users)}
-    stack: dict[str, Any] = {"all": _metrics(recs, protocol.relevant, protocol.users)}
-    match_recs = ranked(protocol.match_users, "ranker matches")
-    stack["all"]["match_precision@10"] = reciprocal_match_precision(
-        match_recs, protocol.matches[protocol.match_users], K
-    )["match_precision@10"]
-    cold_rows = np.array([where[u] for u in protocol.cold_users], dtype=np.int64)
-    stack["cold_users"] = _metrics(recs[cold_rows], protocol.relevant, protocol.cold_users)
-    ci_rows = np.array([where[u] for u in protocol.cold_item_users], dtype=np.int64)
-    stack["cold_items"] = _metrics(recs[ci_rows], protocol.relevant_cold_items, protocol.cold_item_users)
-    stack["cold_coverage"] = results[source_name]["test"]["cold_coverage"]  # the ranker re-orders the same pool
-    results["ranker_stack"] = {
-        "source": source_name,
-        "best_params": trials[[t["val_ndcg@10"] for t in trials].index(best_val)]["params"],
-        "val_ndcg@10(ranker groups)": best_val,
-        "train_seconds": fit_seconds + results[source_name]["train_seconds"],
-        "ranker_seconds": fit_seconds,
-        "ranker_data_seconds": ranker_prep,
-        "trials": trials,
-        "grid": GRIDS["ranker"],
-        "ranker_rows": int(fit_set[0].shape[0]),
-        "ranker_groups": int(fit_set[2].size),
-        "feature_importance": dict(sorted(best_ranker.feature_importance().items(), key=lambda kv: -kv[1])[:12]),
-        "test": stack,
-    }
+    base = RankerContext(profiles=feats, batch=batch, bio=bio, elo=np.zeros(n), swipes_given=np.zeros(n),
+                         likes_given=np.zeros(n), likes_received=np.zeros(n), likes=None)  # fmt: skip
+    stack, stack_recs = ranker_stack(results, models, protocol, events, x, attributes, base, singles, val)
+    results["ranker_stack"] = stack
+    st = stack["test"]
+    print(f"ranker stack: ndcg {st['all']['ndcg@10']:.4f} recall {st['all']['recall@10']:.4f} "
+          f"match {st['all']['match_precision@10']:.4f} coverage {st['cold_coverage']:.3f}", flush=True)  # fmt: skip
 
     best_single = max(singles, key=lambda m: results[m]["val_ndcg@10"])
     best_single_test = max(singles, key=lambda m: results[m]["test"]["all"]["ndcg@10"])
-    ratio = stack["all"]["ndcg@10"] / results[best_single_test]["test"]["all"]["ndcg@10"]
+    ratio = st["all"]["ndcg@10"] / results[best_single_test]["test"]["all"]["ndcg@10"]
+    val_ratio = stack["val_ndcg@10"] / results[best_single]["val_ndcg@10"]
+    single_recs = models[best_single_test].recommend(protocol.users, K, exclude=protocol.exclude)[0]
+    interval = ratio_interval(per_user_ndcg(stack_recs, protocol.relevant, protocol.users),
+                              per_user_ndcg(single_recs, protocol.relevant, protocol.users))  # fmt: skip
     coverage = {m: results[m]["test"]["cold_coverage"] for m in (*singles, "ranker_stack")}
     verdict = {
         "best_single_by_validation": best_single,
         "best_single_by_test": best_single_test,
         "stack_ndcg_ratio_vs_best_single_test": ratio,
+        "stack_ndcg_ratio_95ci_paired_bootstrap": interval,
+        "stack_val_ndcg_ratio_vs_best_single_val": val_ratio,
         "ndcg_target": ">= 1.10",
         "ndcg_target_met": ratio >= 1.10,
-        "stack_cold_coverage": stack["cold_coverage"],
+        "stack_cold_coverage": st["cold_coverage"],
         "coverage_target": "> 0.95",
-        "coverage_target_met": stack["cold_coverage"] > 0.95,
+        "coverage_target_met": st["cold_coverage"] > 0.95,
         "coverage_by_model": coverage,
     }
     payload = {
@@ -430,12 +612,17 @@ def main() -> None:
             "cold_threshold": COLD,
             "seed": SEED,
             "threads": 1,
+            "stack_pool_models": STACK_POOL_MODELS,
+            "stack_windows": list(STACK_WINDOWS),
+            "test_cut": TEST_CUT,
+            "ranker_folds": FOLDS,
+            "ranker_features": list(RANKER_FEATURES),
             "configs_base": {k: asdict(v) for k, v in BASE.items()},
             "feature_columns": int(x.shape[1]),
         },
         "data": {
             "profiles": n,
-            "swipes": int(ev["users"].size),
+            "swipes": int(events["users"].size),
             "train": train.nnz,
             "validation": val.nnz,
             "test": test.nnz,
@@ -446,11 +633,12 @@ def main() -> None:
         "total_seconds": time.perf_counter() - started,
     }
     path = write_result("deep", payload)
+    label = "ranker on " + " + ".join(stack["pool_sources"])
     rows = []
     for name in (*singles, "ranker_stack"):
         r = results[name]["test"]
         rows.append([
-            name if name != "ranker_stack" else f"ranker on {source_name}",
+            name if name != "ranker_stack" else label,
             f"{r['all']['ndcg@10']:.4f}", f"{r['all']['recall@10']:.4f}", f"{r['all']['match_precision@10']:.4f}",
             f"{results[name]['train_seconds']:.1f}",
             f"{r['cold_users']['ndcg@10']:.4f}", f"{r['cold_users']['recall@10']:.4f}",
@@ -458,9 +646,12 @@ def main() -> None:
         ])  # fmt: skip
     print(format_table(["model", "NDCG@10", "recall@10", "match prec@10", "train s", "cold-user NDCG",
                         "cold-user recall", "cold-cand NDCG", "cold-cand recall", "cold coverage"], rows))  # fmt: skip
-    print(f"stack / best single ({best_single_test}) NDCG@10: x{ratio:.3f} (target >= 1.10: "
-          f"{'met' if verdict['ndcg_target_met'] else 'NOT met'}); cold coverage {stack['cold_coverage']:.3f} "
-          f"(target > 0.95: {'met' if verdict['coverage_target_met'] else 'NOT met'})")  # fmt: skip
+    fresh = stack["diagnostics"][f"{stack['pool_sources'][0]}_refitted_on_train_val"]["ndcg@10"]
+    met = {True: "met", False: "NOT met"}
+    print(f"stack / best single ({best_single_test}) NDCG@10: x{ratio:.3f} (95% CI {interval[0]}-{interval[1]}; "
+          f"target >= 1.10: {met[verdict['ndcg_target_met']]}; validation x{val_ratio:.3f}); cold coverage "
+          f"{st['cold_coverage']:.3f} (target > 0.95: {met[verdict['coverage_target_met']]}); "
+          f"{stack['pool_sources'][0]} refitted on train + validation alone: NDCG@10 {fresh:.4f}")  # fmt: skip
     print(f"results: {path} ({payload['total_seconds']:.0f}s)")
 
 

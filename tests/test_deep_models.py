@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,3 +138,47 @@ def test_train_collaborative_job_accepts_the_deep_models(tenant: Tenant, django_
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert run.version.model_type == "collaborative" and run.version.metrics["model"] == "graphsage"
+
+
+class _FixedTop:
+    """A stand-in source: every user gets ``order`` minus the excluded pairs."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = np.asarray(order)
+
+    def recommend(self, users: np.ndarray, k: int, *, exclude: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        out = np.full((len(users), k), -1, dtype=np.int64)
+        for j, u in enumerate(users):
+            seen = set(exclude[u].indices.tolist()) if exclude is not None else set()
+            keep = [v for v in self.order if v not in seen and v != u][:k]
+            out[j, : len(keep)] = keep
+        return out, np.zeros(out.shape, dtype=np.float32)
+
+
+def test_bench_deep_stack_pools_groups_and_top() -> None:
+    """bench.deep's ranker stack: the pool is the union of the sources' top-POOL minus what the
+    user swiped; query groups are selected per user; the stack's top-K follows the ranker."""
+    import scipy.sparse as sp
+
+    from bench.deep import POOL, Groups, Window, cut_index, stack_pools, stack_top
+
+    seen = sp.csr_matrix((np.ones(2), ([0, 1], [2, 3])), shape=(6, 6))
+    window = Window(cut=0.8, models={"a": _FixedTop([1, 2, 3]), "b": _FixedTop([3, 4, 1])}, ctx=None,
+                    seen=seen, labels=None)  # type: ignore[arg-type]  # fmt: skip
+    pools = stack_pools(window, ("a", "b"), np.array([0, 1]))
+    assert [p.tolist() for p in pools] == [[1, 3, 4], [2, 4]]  # source order, deduplicated, seen and self dropped
+    assert POOL >= 10
+    x = np.array([[0.1], [0.9], [0.5], [0.3], [0.7]], dtype=np.float32)
+    groups = Groups(x=x, y=np.array([0, 1, 0, 0, 1]), sizes=np.array([3, 2]), users=np.array([0, 1]),
+                    cands=[np.array([1, 3, 4]), np.array([2, 4])])  # fmt: skip
+    one = groups.take(np.array([1]))
+    assert one.sizes.tolist() == [2] and one.x[:, 0].tolist() == pytest.approx([0.3, 0.7]) and one.y.tolist() == [0, 1]
+
+    class ByFeature:
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return rows[:, 0].astype(np.float64)
+
+    top = stack_top(ByFeature(), groups, np.array([1, 0, 5]), 2)  # type: ignore[arg-type]
+    assert top.tolist() == [[4, 2], [3, 4], [-1, -1]]  # user 5 has no pool
+    times = np.arange(10, dtype=float)
+    assert cut_index(times, 0.8) == 8 and cut_index(times, 1.0) == 10

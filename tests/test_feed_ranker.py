@@ -210,3 +210,62 @@ def test_the_ranker_calibration_is_a_like_probability(tmp_path: Path) -> None:
     assert p is not None and ((p > 0) & (p < 1)).all()
     # 4 of every 20 synthetic candidates were liked: the mean probability is near 0.2
     assert 0.1 < float(p.mean()) < 0.4
+
+
+class _LogOdds:
+    """A stand-in collaborative model: P(a likes b) = sigmoid(z[a, b])."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+
+    def like_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.z[users, items]))
+
+
+def test_the_feed_serves_every_feature_training_computes() -> None:
+    """No train/serve skew: for the same pair and history, the feed's columns (ranker_columns)
+    equal the training columns (context_features), column by column, missing ones included; only
+    the models the feed does not pool (one collaborative model per feed) may differ."""
+    import scipy.sparse as sp
+
+    from recommender.ml.ranker import RankerContext, context_features
+    from recommender.ml.structured import CandidateBatch, ProfileFeatures
+    from recommender.services.ranking import RankerInputs, ranker_columns
+
+    rng = np.random.default_rng(0)
+    n = 12
+    attrs = [{"smokes": "no", "religion": "atheism"}, {"smokes": "yes"}, {}, {"drinks": "socially", "pets": "cats"}]
+    genders = ("woman", "man")
+    profiles = [
+        ProfileFeatures(age=int(rng.integers(22, 45)), gender=genders[i % 2], seeking=(genders[1 - i % 2],),
+                        age_min=21, age_max=45, max_distance_km=float(rng.integers(10, 80)),
+                        lat=37.7 + rng.normal(0, 0.2), lon=-122.4 + rng.normal(0, 0.2), interests=frozenset({"hiking"}),
+                        attributes=attrs[i % len(attrs)])
+        for i in range(n)
+    ]  # fmt: skip
+    batch = CandidateBatch.from_features(profiles)
+    bio = rng.normal(size=(n, 8))
+    bio /= np.linalg.norm(bio, axis=1, keepdims=True)
+    bio[3] = 0.0  # no bio: similarity unknown
+    z = rng.normal(size=(n, n))  # the model's log-odds
+    likes = sp.csr_matrix((np.ones(3), ([4, 5, 6], [0, 0, 1])), shape=(n, n))
+    given, liked = rng.integers(0, 50, n).astype(float), rng.integers(0, 10, n).astype(float)
+    elo = rng.normal(1500, 80, n)
+    ctx = RankerContext(profiles=profiles, batch=batch, bio=bio, elo=elo, swipes_given=given, likes_given=liked,
+                        likes_received=np.zeros(n), likes=likes, models={"als": _LogOdds(z)})  # fmt: skip
+    user, cands = 0, np.arange(1, n)
+    trained = context_features(ctx, user, cands)
+    has_bio = np.abs(bio[cands]).sum(axis=1) > 0
+    liked_you = np.asarray(likes[cands, user].todense()).ravel() > 0
+    inputs = RankerInputs(
+        user=profiles[user], cands=batch.take(cands), similarity=np.where(has_bio, bio[cands] @ bio[user], np.nan),
+        collab_model="als", collab_uv=z[user, cands], collab_vu=z[cands, user], elo_user=float(elo[user]),
+        elo_candidate=elo[cands], user_swipes=float(given[user]), user_likes=float(liked[user]),
+        cand_swipes=given[cands], cand_likes=liked[cands], liked_you=liked_you,
+    )  # fmt: skip
+    served = feature_matrix(ranker_columns(inputs), cands.size)
+    assert trained.shape == served.shape == (cands.size, len(RANKER_FEATURES))
+    for j, name in enumerate(RANKER_FEATURES):
+        np.testing.assert_allclose(served[:, j], trained[:, j], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert np.isfinite(trained[:, RANKER_FEATURES.index("same_smokes")]).any()
+    assert np.isfinite(trained[:, RANKER_FEATURES.index("p_uv_als")]).all()

@@ -20,9 +20,13 @@ that lacks one model still gets scores):
   a feature: the feed has no per-request count of them, and a feature trained on values but
   served missing would take a branch no training row took);
 * ``liked_you``: 1 when v already liked or superliked u (0 otherwise);
-* demographic compatibility: ``distance_km``, ``age_gap`` (v's age - u's age), ``cand_age``,
-  ``age_band_margin`` (how far inside both stated age bands the pair is, in years, the smaller
-  side), ``gender_match`` (both seek the other's gender: 1/0).
+* demographic compatibility: ``distance_km``, ``distance_margin`` (how far inside both stated
+  maximum distances the pair is, in km, the smaller side; negative beyond one), ``age_gap``
+  (v's age - u's age), ``cand_age``, ``age_band_margin`` (how far inside both stated age bands
+  the pair is, in years, the smaller side), ``gender_match`` (both seek the other's gender: 1/0);
+* ``same_<attribute>``: whether the two agree on each lifestyle attribute of
+  :data:`HOMOPHILY_ATTRIBUTES` (1/0, NaN when either left it blank), so the trees can weigh
+  smoking or religion apart from, say, pets.
 
 Build a matrix with :func:`feature_matrix` from a name -> array mapping (training, benchmark and
 feed use the same function); :func:`pair_features` computes the structured and demographic part
@@ -46,8 +50,12 @@ import numpy as np
 
 from recommender.ml.collab.base import platt_fit
 from recommender.ml.structured import (
+    ATTR_INDEX,
+    ORDINAL_SCALES,
+    ORDINAL_TOLERANCE,
     CandidateBatch,
     ProfileFeatures,
+    encode_attributes,
     gender_code,
     haversine_km,
     seeking_mask,
@@ -59,6 +67,10 @@ MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
 ONNX_FILE = "ranker.onnx"
 SOURCE_MODELS: tuple[str, ...] = ("popularity", "als", "bpr", "two_tower", "graphsage", "lmf")
+# Lifestyle attributes compared one by one (``same_<name>``): the ``lifestyle`` share weighs them
+# all alike, while people care about some (smoking, religion, kids) more than others. Not
+# ethnicity (the ranker must not learn racial filtering) nor height (nobody states a preference).
+HOMOPHILY_ATTRIBUTES: tuple[str, ...] = tuple(a for a in ATTR_INDEX if a not in ("ethnicity", "height"))
 RANKER_FEATURES: tuple[str, ...] = (
     *(f"p_uv_{m}" for m in SOURCE_MODELS),
     *(f"p_vu_{m}" for m in SOURCE_MODELS),
@@ -76,10 +88,12 @@ RANKER_FEATURES: tuple[str, ...] = (
     "user_like_rate",
     "liked_you",
     "distance_km",
+    "distance_margin",
     "age_gap",
     "cand_age",
     "age_band_margin",
     "gender_match",
+    *(f"same_{a}" for a in HOMOPHILY_ATTRIBUTES),
 )
 LABELS: dict[str, int] = {"superlike": 2, "like": 1, "pass": 0}
 
@@ -125,18 +139,36 @@ def pair_features(user: ProfileFeatures, cands: CandidateBatch) -> dict[str, np.
             cands.age_max.astype(np.float32) - user.age,
         ]
     )
+    distance = haversine_km(user.lat, user.lon, cands.lat, cands.lon)
     return {
+        **attribute_matches(user, cands),
         "structured": result.score,
         "age_fit": result.components["age_fit"],
         "distance_score": result.components["distance"],
         "interests": result.components["interests"],
         "lifestyle": result.components["lifestyle"],
-        "distance_km": haversine_km(user.lat, user.lon, cands.lat, cands.lon).astype(np.float32),
+        "distance_km": distance.astype(np.float32),
+        "distance_margin": (np.minimum(user.max_distance_km, cands.max_distance_km) - distance).astype(np.float32),
         "age_gap": age - user.age,
         "cand_age": age,
         "age_band_margin": margin.astype(np.float32),
         "gender_match": gender_ok.astype(np.float32),
     }
+
+
+_HOMOPHILY_COLS = np.array([ATTR_INDEX[a] for a in HOMOPHILY_ATTRIBUTES])
+_HOMOPHILY_ORDINAL = np.array([a in ORDINAL_SCALES for a in HOMOPHILY_ATTRIBUTES])
+
+
+def attribute_matches(user: ProfileFeatures, cands: CandidateBatch) -> dict[str, np.ndarray]:
+    """``same_<attribute>``: 1 when the user and the candidate agree on it (equal, or within
+    ORDINAL_TOLERANCE steps on an ordinal scale, as the ``lifestyle`` share counts), 0 when
+    they differ, NaN when either left it blank."""
+    u = encode_attributes(user.attributes)[_HOMOPHILY_COLS]  # [m]
+    c = cands.attributes[:, _HOMOPHILY_COLS]  # [n, m]
+    agree = np.where(_HOMOPHILY_ORDINAL, np.abs(c - u) <= ORDINAL_TOLERANCE, c == u)  # [n, m]
+    out = np.where((u >= 0) & (c >= 0), agree, np.nan).astype(np.float32)  # [n, m]
+    return {f"same_{a}": out[:, j] for j, a in enumerate(HOMOPHILY_ATTRIBUTES)}
 
 
 def group_sizes(query: np.ndarray) -> np.ndarray:

@@ -14,7 +14,8 @@ Features are built here from what the feed already holds, by name
 (:data:`recommender.ml.ranker.RANKER_FEATURES`, in the order the loaded ranker was trained on), with
 the same definitions as training (:func:`recommender.ml.ranker.context_features`):
 
-* structured and demographic: :func:`recommender.ml.ranker.pair_features`;
+* structured, demographic and per-attribute agreement (``same_<attribute>``):
+  :func:`recommender.ml.ranker.pair_features`;
 * ``p_uv_<model>`` / ``p_vu_<model>``: the active collaborative model's calibrated probabilities
   (the training set uses the version active when it was built);
 * ``bio_similarity``: the cosine of the two bio vectors (the feed's ``similarity``);

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from recommender.ml.ranker import (
+    HOMOPHILY_ATTRIBUTES,
     RANKER_FEATURES,
     OnnxRanker,
     Ranker,
@@ -129,3 +130,20 @@ def test_pair_features_are_the_structured_and_demographic_columns() -> None:
     assert cols["distance_km"][0] > 10 and cols["distance_km"][1] < 0.1
     x = feature_matrix(cols, 2)
     assert np.isfinite(x[:, RANKER_FEATURES.index("structured")]).all()
+
+
+def test_pair_features_compare_lifestyle_attributes_one_by_one() -> None:
+    base = {"age": 30, "age_min": 25, "age_max": 40, "max_distance_km": 50.0, "lat": 37.77, "lon": -122.42}
+    mine = {"smokes": "no", "religion": "atheism", "ethnicity": "asian", "drinks": "socially"}
+    theirs = {"smokes": "no", "religion": "christianity", "ethnicity": "asian", "drinks": "rarely"}
+    user = ProfileFeatures(gender="man", seeking=("woman",), **base, attributes=mine)
+    a = ProfileFeatures(gender="woman", seeking=("man",), **base, attributes=theirs)
+    b = ProfileFeatures(gender="woman", seeking=("man",), **base, attributes={"smokes": "yes"})
+    cols = pair_features(user, CandidateBatch.from_features([a, b]))
+    np.testing.assert_array_equal(cols["same_smokes"], [1, 0])
+    np.testing.assert_array_equal(cols["same_religion"][:1], [0])
+    np.testing.assert_array_equal(cols["same_drinks"][:1], [1])  # "rarely" is one step from "socially"
+    assert np.isnan(cols["same_religion"][1]) and np.isnan(cols["same_pets"]).all()  # blank: unknown, not a mismatch
+    assert "same_ethnicity" not in cols and "same_ethnicity" not in RANKER_FEATURES  # no racial filtering
+    assert "same_height" not in RANKER_FEATURES
+    assert {f"same_{a}" for a in HOMOPHILY_ATTRIBUTES} <= set(RANKER_FEATURES)
