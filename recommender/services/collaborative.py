@@ -57,7 +57,9 @@ class CollaborativeServing:
     tenant_id: int
     model: Recommender
     ids: IdMap
-    row_of_pk: dict[int, int] = field(default_factory=dict)  # -1: the model never saw the profile
+    # model row of each profile pk (index = pk): -1 the model never saw it, -2 not looked up yet;
+    # an array rather than a dict so that a feed maps its ~1,000 candidates in one gather
+    row_of_pk: np.ndarray = field(default_factory=lambda: np.full(0, -2, dtype=np.int64))
     pk_of_row: np.ndarray = field(init=False)  # (columns,) profile pk of each model column, -1: not mapped
     complete: bool = False  # every profile of the tenant has been mapped
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,7 +77,8 @@ class CollaborativeServing:
         pks = np.fromiter((pk for pk, _ in rows), dtype=np.int64, count=len(rows))
         found = self.ids.index(np.asarray([export_hash(ext) for _, ext in rows]), missing=-1)
         with self.lock:
-            self.row_of_pk.update(zip(pks.tolist(), found.tolist(), strict=True))
+            self._grow(int(pks.max()))
+            self.row_of_pk[pks] = found
             known = found >= 0
             self.pk_of_row[found[known]] = pks[known]
 
@@ -85,22 +88,32 @@ class CollaborativeServing:
         self._map(rows)
         self.complete = True
 
+    def _grow(self, max_pk: int) -> None:
+        if max_pk >= len(self.row_of_pk):  # copy on grow: readers keep a consistent array
+            grown = np.full(max(max_pk + 1, 2 * len(self.row_of_pk)), -2, dtype=np.int64)
+            grown[: len(self.row_of_pk)] = self.row_of_pk
+            self.row_of_pk = grown
+
     def rows(self, pks: np.ndarray) -> np.ndarray:
         """(n,) model rows of profile pks, -1 where the model never saw the profile."""
-        get = self.row_of_pk.get
-        out = np.fromiter((get(pk, -2) for pk in pks.tolist()), dtype=np.int64, count=len(pks))
+        pks = np.asarray(pks, dtype=np.int64)
+        table = self.row_of_pk
+        out = np.full(len(pks), -2, dtype=np.int64)
+        inside = (pks >= 0) & (pks < len(table))
+        out[inside] = table[pks[inside]]
         unknown = out == -2
         if unknown.any():
             # Profiles created since the version loaded: one query, then remembered.
-            new = pks[unknown].tolist()
+            new = pks[unknown]
             try:
-                self._map(list(Profile.objects.filter(pk__in=new).values_list("pk", "external_id")))
+                self._map(list(Profile.objects.filter(pk__in=new.tolist()).values_list("pk", "external_id")))
             except DatabaseError as exc:
                 logger.warning("collaborative: cannot map new profiles: %s", exc)
             with self.lock:
-                for pk in new:
-                    self.row_of_pk.setdefault(pk, -1)
-            out[unknown] = [self.row_of_pk[pk] for pk in new]
+                self._grow(int(new.max()))
+                looked_up = self.row_of_pk[new]
+                self.row_of_pk[new] = np.where(looked_up == -2, -1, looked_up)  # not in the tenant: unseen
+            out[unknown] = self.row_of_pk[new]
         return out
 
     def pair_logits(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
