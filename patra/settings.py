@@ -196,9 +196,10 @@ ML_SELECTIVITY_WEIGHT = env.float("ML_SELECTIVITY_WEIGHT", default=1.0)
 # Weight of the active collaborative model's log-odds against the signals above (summing to 1 by
 # default) in each direction's pool; 0 ignores the model (recommender/feed/scoring.py).
 ML_COLLABORATIVE_WEIGHT = env.float("ML_COLLABORATIVE_WEIGHT", default=2.0)
-# Profiles the collaborative model proposes as candidates per feed request (by its reciprocal
-# score over the whole catalogue; the hard filters then drop the ineligible ones).
-ML_COLLABORATIVE_CANDIDATES = env.int("ML_COLLABORATIVE_CANDIDATES", default=1000)
+# Profiles the collaborative model proposes as candidates per feed request, by its reciprocal
+# score over the profiles that pass the structured pre-filter (300 matched 1,000 in the online
+# evaluation, 15.98 against 16.06 matches per 100, and keeps the pool small).
+ML_COLLABORATIVE_CANDIDATES = env.int("ML_COLLABORATIVE_CANDIDATES", default=300)
 ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
 ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
 ELO_K = env.float("ELO_K", default=32.0)

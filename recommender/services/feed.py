@@ -562,13 +562,20 @@ def _ranking(variant: str, scored_components: dict[str, np.ndarray], rng: np.ran
 def item_components(components: dict[str, np.ndarray], i: int) -> dict[str, float | bool | None]:
     """Candidate ``i``'s components as the API answers them: bools as bools, NaN as null, floats
     rounded to 4 decimals."""
-    out: dict[str, float | bool | None] = {}
+    return items_components(components, [i])[0]
+
+
+def items_components(
+    components: dict[str, np.ndarray], positions: Sequence[int]
+) -> list[dict[str, float | bool | None]]:
+    """:func:`item_components` of each of ``positions``: one conversion to Python numbers per
+    component instead of one numpy scalar per value (a feed answers ~300 values)."""
+    out: list[dict[str, float | bool | None]] = [{} for _ in positions]
     for name, values in components.items():
-        value = values[i]
-        if values.dtype == bool:
-            out[name] = bool(value)
-        else:
-            out[name] = None if np.isnan(value) else round(float(value), 4)
+        picked = values[list(positions)].tolist()
+        is_bool = values.dtype == bool
+        for row, value in zip(out, picked, strict=True):
+            row[name] = value if is_bool else (None if value != value else round(value, 4))  # NaN != NaN
     return out
 
 
@@ -811,14 +818,15 @@ def _items(
 ) -> list[FeedItem]:
     flagged = [(int(i), False) for i in top] + [(int(i), True) for i in explored]
     flagged.sort(key=lambda item: (-float(ranking[item[0]]), int(pks[item[0]])))
+    answered = items_components(components, [i for i, _ in flagged])
     return [
         FeedItem(
             profile_id=int(pks[i]),
             external_id=alive[int(pks[i])],
             score=round(float(ranking[i]), 6),
-            components={**item_components(components, i), "explore": explore},
+            components={**values, "explore": explore},
         )
-        for i, explore in flagged
+        for (i, explore), values in zip(flagged, answered, strict=True)
     ]
 
 

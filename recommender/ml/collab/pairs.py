@@ -223,9 +223,10 @@ class PairRecords:
         w = np.asarray(weights, dtype=np.float64)
         k = len(PAIR_ATTRIBUTES)
         sym = np.zeros(m)
+        codes = self.codes[sel]  # [m, k]: one gather, not one per attribute
         for j, code in enumerate(self.codes[row].tolist()):
             if code >= 0 and w[j] != 0.0:
-                sym += w[j] * (self.codes[sel, j] == code)
+                sym += w[j] * (codes[:, j] == code)
         shared = self._shared_with(row, sel)
         norm = np.sqrt(self.interest_count[sel] * self.interest_count[row])
         sym += w[k] * np.divide(shared, norm, out=np.zeros(m), where=norm > 0)
