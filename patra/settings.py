@@ -210,6 +210,10 @@ FEED_ELO_REFRESH_SECONDS = env.float("FEED_ELO_REFRESH_SECONDS", default=10.0)
 # Those refreshes, and the index's and the registry's, run on a per-process background thread
 # (patra/refresher.py) instead of on the request that finds them due; false runs them inline.
 SERVING_REFRESH_IN_BACKGROUND = env.bool("SERVING_REFRESH_IN_BACKGROUND", default=True)
+# A serving process builds a tenant's candidate store on a thread of its own; a feed request
+# waits this long for it, then answers 503 with Retry-After (the build of a million profiles
+# takes about a minute, more than a web worker's timeout).
+FEED_STORE_BUILD_WAIT_SECONDS = env.float("FEED_STORE_BUILD_WAIT_SECONDS", default=20.0)
 EMBEDDING_CACHE_TTL = env.int("EMBEDDING_CACHE_TTL", default=3600)
 
 # Event weights for collaborative models: a pass is negative evidence.

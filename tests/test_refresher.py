@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,11 +28,12 @@ from recommender.feed.store import candidate_store, stores_reset
 from recommender.models import Profile, Tenant
 from recommender.services import embeddings as embeddings_service
 from recommender.services import index as index_service
+from recommender.services.credentials import user_token_issue
 from recommender.services.embeddings import embeddings_upsert
 from recommender.services.index import index_build, index_reset_for_tests, serving_index
 from recommender.services.profiles import profile_create
 from registry.serving import ActiveModel
-from tests.conftest import profile_data
+from tests.conftest import bearer_client, profile_data
 
 DIM = 384
 WAIT = 10.0  # seconds a test waits for the refresher thread before failing instead of hanging
@@ -193,6 +195,41 @@ def test_store_pools_are_recomputed_by_the_refresher(
     _popular, fresh = store.pools()
     assert threads and all(threads)
     assert store.snapshot().row_of_pk(newcomer.pk) in fresh.tolist()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_first_build_answers_503_until_the_store_is_ready(
+    background: None, fresh_stores: None, tenant: Tenant, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a million profiles the first build outlasts a web worker's timeout: the request must not
+    wait for it (the worker would be killed and the build start over), it answers 503."""
+    settings.ML_ENABLED = False
+    settings.FEED_STORE_BUILD_WAIT_SECONDS = 0.05
+    user = make(tenant)
+    for _ in range(3):
+        make(tenant, gender="man", seeking=["woman"])
+    release = threading.Event()
+    threads: list[str] = []
+    original = store_module.CandidateStore.build
+
+    def slow_build(self: store_module.CandidateStore) -> None:
+        threads.append(threading.current_thread().name)
+        assert release.wait(WAIT)
+        original(self)
+
+    monkeypatch.setattr(store_module.CandidateStore, "build", slow_build)
+    client = bearer_client(user_token_issue(profile=user).raw)
+    first = client.get("/api/v1/feed?count=5")
+    assert first.status_code == 503, first.content
+    assert first.json()["code"] == "warming_up" and first["Retry-After"] == "1"
+    assert client.get("/api/v1/feed?count=5").status_code == 503  # the same build, not a second one
+    release.set()
+    deadline = time.monotonic() + WAIT
+    while (answer := client.get("/api/v1/feed?count=5")).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert answer.status_code == 200, answer.content
+    assert len(answer.json()["recommendations"]) == 3
+    assert threads == [f"store-build-{tenant.pk}"]
 
 
 # --- the ANN index and the registry ------------------------------------------------------------------

@@ -117,7 +117,11 @@ _DESCRIPTIONS: dict[int, tuple[str, str]] = {
     409: ("ValidationError", "Conflicts with an existing object."),
     413: ("PayloadTooLarge", "Too many items in one request; the body names the limit."),
     429: ("Error", "Throttled: too many requests for this credential; retry after `Retry-After` seconds."),
-    503: ("Error", "A dependency (the database) is unavailable; retry after `Retry-After` seconds."),
+    503: (
+        "Error",
+        "A dependency (the database) is unavailable, or the server process is still warming up; retry after "
+        "`Retry-After` seconds.",
+    ),
 }
 
 

@@ -7,7 +7,9 @@ the Elo ratings, the creation times and a dense ``pk -> row`` array, so that a f
 profile ids into rows, masks and scores with a handful of numpy operations.
 
 Freshness
-    Built once per process and tenant, then refreshed by deltas: profiles with
+    Built once per process and tenant (in a serving process on a thread of its own: a request
+    waits ``FEED_STORE_BUILD_WAIT_SECONDS`` for it, then gets :class:`StoreWarmingUp`, which the
+    API answers 503 with Retry-After), then refreshed by deltas: profiles with
     ``updated_at`` past the watermark (minus an overlap, for transactions that committed after
     a later one) or with a primary key past the highest seen (bulk loads), every
     ``FEED_STORE_REFRESH_SECONDS`` (2 s); Elo ratings every ``FEED_ELO_REFRESH_SECONDS`` (10 s).
@@ -25,6 +27,7 @@ Concurrency
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -34,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import connections
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -48,6 +52,8 @@ from recommender.ml.structured import (
     seeking_mask,
 )
 from recommender.models import EloRating, Profile, ProfileStatus
+
+logger = logging.getLogger(__name__)
 
 # Re-read profiles changed up to this long before the watermark: a transaction that stamped
 # updated_at before the last refresh but committed after it is still picked up.
@@ -568,24 +574,79 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-values[part], kind="stable")]
 
 
+class StoreWarmingUp(RuntimeError):
+    """The tenant's store is still being built in this process; the request should be retried."""
+
+    def __init__(self, tenant_id: int, retry_after: int) -> None:
+        super().__init__(f"the candidate store of tenant {tenant_id} is still being built")
+        self.retry_after = retry_after
+
+
 _stores: dict[int, CandidateStore] = {}
 _stores_lock = threading.Lock()
+_builds: dict[int, threading.Event] = {}  # tenant -> set when its background first build ended
 
 
 def candidate_store(tenant_id: int) -> CandidateStore:
-    """The tenant's store, built on first use and refreshed when due."""
+    """The tenant's store, built on first use and refreshed when due.
+
+    With background refreshes on (serving processes), the first build runs on a thread of its
+    own and a request waits for it at most ``FEED_STORE_BUILD_WAIT_SECONDS``, then gets
+    :class:`StoreWarmingUp` (the API answers 503 with Retry-After): at a million profiles the
+    build takes about a minute, longer than a web server lets one request run before it kills
+    the worker, which would then start the build over. Inline (tests, commands) it is built on
+    the caller's thread.
+    """
     store = _stores.get(tenant_id)
     if store is None:
+        if in_background():
+            return _built_in_background(tenant_id)
         with _stores_lock:  # held while building so two threads never build one tenant twice
             store = _stores.get(tenant_id)
             if store is None:
-                store = CandidateStore(tenant_id)
-                store.build()
-                _stores[tenant_id] = store
+                store = _build(tenant_id)
         return store
     if store.refresh_due():
         refresh_later(("candidate-store", tenant_id), store.refresh)
     return store
+
+
+def _build(tenant_id: int) -> CandidateStore:
+    store = CandidateStore(tenant_id)
+    store.build()
+    _stores[tenant_id] = store
+    return store
+
+
+def _built_in_background(tenant_id: int) -> CandidateStore:
+    with _stores_lock:
+        store = _stores.get(tenant_id)
+        if store is not None:
+            return store
+        done = _builds.get(tenant_id)
+        if done is None:
+            done = _builds[tenant_id] = threading.Event()
+            thread = threading.Thread(target=_build_then_signal, args=(tenant_id, done), daemon=True)
+            thread.name = f"store-build-{tenant_id}"
+            thread.start()
+    wait = float(settings.FEED_STORE_BUILD_WAIT_SECONDS)
+    done.wait(wait)
+    store = _stores.get(tenant_id)
+    if store is None:
+        raise StoreWarmingUp(tenant_id, retry_after=max(1, round(wait)))
+    return store
+
+
+def _build_then_signal(tenant_id: int, done: threading.Event) -> None:
+    try:
+        _build(tenant_id)
+    except Exception:  # the next request starts another build
+        logger.exception("building the candidate store of tenant %s failed", tenant_id)
+    finally:
+        with _stores_lock:
+            _builds.pop(tenant_id, None)
+        done.set()
+        connections.close_all()  # this thread's connection dies with it
 
 
 def stores_reset() -> None:
