@@ -463,6 +463,7 @@ def startup(tenant: Any, prefill: bool) -> dict[str, float]:
     process does on its first feed."""
     import time
 
+    from patra import refresher
     from recommender.feed.store import candidate_store
     from recommender.services.embeddings import ml_available
     from recommender.services.index import serving_index
@@ -472,7 +473,8 @@ def startup(tenant: Any, prefill: bool) -> dict[str, float]:
     timings["ml_available"] = ml_available()
     timings["model_load_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    candidate_store(tenant.pk)
+    with refresher.inline():  # timed as a build on the caller's thread, however long it takes
+        candidate_store(tenant.pk)
     timings["store_build_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     index = serving_index(tenant.pk)

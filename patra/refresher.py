@@ -15,7 +15,7 @@ it the request has nothing to serve.
 
 ``SERVING_REFRESH_IN_BACKGROUND=false`` runs the work inline, on the caller's thread. Tests use
 that (``tests/conftest.py``): their rows live in a transaction that another thread's database
-connection cannot see.
+connection cannot see. :func:`inline` does the same for a block (commands, benchmarks).
 
 The thread is created lazily in the process that first needs it, so a gunicorn ``--preload``
 master never starts one and every forked worker gets its own.
@@ -23,11 +23,13 @@ master never starts one and every forked worker gets its own.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -42,8 +44,23 @@ _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
 
 
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("serving_refresh_inline", default=False)
+
+
 def in_background() -> bool:
-    return bool(settings.SERVING_REFRESH_IN_BACKGROUND)
+    return bool(settings.SERVING_REFRESH_IN_BACKGROUND) and not _inline.get()
+
+
+@contextmanager
+def inline() -> Iterator[None]:
+    """Within the block, this thread refreshes and builds serving state itself, waiting as long
+    as that takes: for commands and benchmarks, which want the complete answer of a one-shot
+    process rather than a request's bounded wait."""
+    token = _inline.set(True)
+    try:
+        yield
+    finally:
+        _inline.reset(token)
 
 
 def refresh_later(key: Hashable, work: Callable[[], object]) -> Future[None] | None:

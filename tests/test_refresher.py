@@ -103,6 +103,15 @@ def test_turned_off_the_work_runs_inline(settings: Settings) -> None:
     assert ran == [False]
 
 
+def test_inside_inline_this_thread_does_the_work_itself(background: None) -> None:
+    ran: list[bool] = []
+    with refresher.inline():
+        assert not refresher.in_background()
+        assert refresher.refresh_later("k", lambda: ran.append(on_refresher_thread())) is None
+    assert ran == [False]
+    assert refresher.in_background()  # only for the block
+
+
 # --- the candidate store -----------------------------------------------------------------------------
 
 

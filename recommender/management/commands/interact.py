@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from patra import refresher
 from recommender.management.commands.recommend import resolve_tenant, resolve_user, write_feed
 from recommender.services.events import EventValidationError, SwipeIn, swipe_batch_ingest
 from recommender.services.feed import MAX_COUNT, feed_for
@@ -55,5 +56,6 @@ class Command(BaseCommand):
             raise CommandError(f"Swipe refused: {exc.errors}") from exc
         match = " It's a match!" if result.matches else ""
         self.stdout.write(f"Recorded {action} by {user.external_id} on {target.external_id}.{match}")
-        feed = feed_for(tenant=tenant, user=user, count=opts["top_n"], log_impressions=False)
+        with refresher.inline():  # a one-shot process: wait for the store however long it takes
+            feed = feed_for(tenant=tenant, user=user, count=opts["top_n"], log_impressions=False)
         write_feed(self, user, feed)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from patra import refresher
 from recommender.ml.structured import haversine_km
 from recommender.models import Profile, ProfileStatus, Tenant
 from recommender.services.feed import MAX_COUNT, FeedResult, feed_for
@@ -120,6 +121,7 @@ class Command(BaseCommand):
             raise CommandError(f"--top-n must be in 1..{MAX_COUNT}.")
         tenant = resolve_tenant(opts["tenant"])
         user = resolve_user(tenant, opts["user_id"])
-        result = feed_for(tenant=tenant, user=user, count=opts["top_n"], log_impressions=opts["log_impressions"])
+        with refresher.inline():  # a one-shot process: wait for the store however long it takes
+            result = feed_for(tenant=tenant, user=user, count=opts["top_n"], log_impressions=opts["log_impressions"])
         self.stdout.write(f"Feed of {user.external_id} ({user.age}, {user.gender}, seeking {', '.join(user.seeking)})")
         write_feed(self, user, result)
