@@ -114,8 +114,12 @@ def test_the_model_proposes_prefiltered_profiles_in_its_own_order(demo: Tenant, 
     _train_lmf(demo, tmp_path)
     serving = collaborative_wait(demo.pk)
     assert serving is not None
+    # On PostgreSQL the loader thread maps the tenant's profiles at load, but it cannot see this
+    # test's uncommitted rows: map them from here, as it does in a serving process.
+    serving.map_tenant()
     snap = candidate_store(demo.pk).snapshot()
-    for user in _active_swipers(demo, 5):
+    checked = 0
+    for user in _active_swipers(demo, 10):
         features = profile_features(user)
         everyone = serving.reciprocal_candidates(user.pk, 100_000)  # the model's order over all columns
         plausible = everyone[snap.prefilter_pks(features, everyone)]
@@ -124,8 +128,10 @@ def test_the_model_proposes_prefiltered_profiles_in_its_own_order(demo: Tenant, 
             20,
             eligible=lambda pks, f=features: snap.prefilter_pks(f, pks),  # type: ignore[misc]
         )
-        assert len(got) == min(20, len(plausible)) > 0
+        assert len(got) == min(20, len(plausible))
         assert got.tolist() == plausible[:20].tolist()
+        checked += len(plausible) >= 20
+    assert checked >= 3  # users with a full list of plausible proposals (narrow preferences have fewer)
 
 
 def test_without_the_model_the_feed_says_so_and_still_serves(demo: Tenant, tmp_path: Path, settings: Any) -> None:
