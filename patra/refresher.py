@@ -63,6 +63,17 @@ def inline() -> Iterator[None]:
         _inline.reset(token)
 
 
+def first_load_wait(seconds: float) -> float:
+    """How long a caller may wait for a first build or load that takes ``seconds`` at most by
+    itself: all of it inline (commands, tests), at most ``SERVING_FIRST_LOAD_WAIT_SECONDS`` in a
+    serving process. A request that waits longer than the web server's worker timeout gets its
+    worker killed and the load started over; the waits of one feed (store, index, collaborative
+    model, ranker) add up, so four times that setting must stay under the timeout."""
+    if not in_background():
+        return seconds
+    return min(seconds, float(settings.SERVING_FIRST_LOAD_WAIT_SECONDS))
+
+
 def refresh_later(key: Hashable, work: Callable[[], object]) -> Future[None] | None:
     """Run ``work`` on the refresher thread unless work with the same ``key`` is queued or
     running; inline when background refreshes are off. Returns the queued future (None when

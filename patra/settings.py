@@ -210,10 +210,13 @@ FEED_ELO_REFRESH_SECONDS = env.float("FEED_ELO_REFRESH_SECONDS", default=10.0)
 # Those refreshes, and the index's and the registry's, run on a per-process background thread
 # (patra/refresher.py) instead of on the request that finds them due; false runs them inline.
 SERVING_REFRESH_IN_BACKGROUND = env.bool("SERVING_REFRESH_IN_BACKGROUND", default=True)
-# A serving process builds a tenant's candidate store on a thread of its own; a feed request
-# waits this long for it, then answers 503 with Retry-After (the build of a million profiles
-# takes about a minute, more than a web worker's timeout).
-FEED_STORE_BUILD_WAIT_SECONDS = env.float("FEED_STORE_BUILD_WAIT_SECONDS", default=20.0)
+# A serving process builds a tenant's candidate store and loads its index and models on threads
+# of their own; a request waits at most this long for each first build or load (then the feed
+# answers 503 warming_up for the store, or serves without the index or model meanwhile). At a
+# million profiles they take about a minute: the four waits of one feed (store, index,
+# collaborative model, ranker) must stay under the web server's worker timeout (gunicorn's, 60 s
+# in the benchmarks), or the worker is killed mid-load and the loads start over.
+SERVING_FIRST_LOAD_WAIT_SECONDS = env.float("SERVING_FIRST_LOAD_WAIT_SECONDS", default=10.0)
 EMBEDDING_CACHE_TTL = env.int("EMBEDDING_CACHE_TTL", default=3600)
 
 # Event weights for collaborative models: a pass is negative evidence.

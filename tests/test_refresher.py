@@ -103,6 +103,14 @@ def test_turned_off_the_work_runs_inline(settings: Settings) -> None:
     assert ran == [False]
 
 
+def test_first_loads_are_waited_for_in_full_only_inline(background: None, settings: Settings) -> None:
+    settings.SERVING_FIRST_LOAD_WAIT_SECONDS = 10.0
+    assert refresher.first_load_wait(30.0) == 10.0  # a request: bounded, under the worker timeout
+    assert refresher.first_load_wait(5.0) == 5.0
+    with refresher.inline():
+        assert refresher.first_load_wait(30.0) == 30.0  # a command: as long as the load takes
+
+
 def test_inside_inline_this_thread_does_the_work_itself(background: None) -> None:
     ran: list[bool] = []
     with refresher.inline():
@@ -213,7 +221,7 @@ def test_a_slow_first_build_answers_503_until_the_store_is_ready(
     """At a million profiles the first build outlasts a web worker's timeout: the request must not
     wait for it (the worker would be killed and the build start over), it answers 503."""
     settings.ML_ENABLED = False
-    settings.FEED_STORE_BUILD_WAIT_SECONDS = 0.05
+    settings.SERVING_FIRST_LOAD_WAIT_SECONDS = 0.05
     user = make(tenant)
     for _ in range(3):
         make(tenant, gender="man", seeking=["woman"])

@@ -8,7 +8,7 @@ profile ids into rows, masks and scores with a handful of numpy operations.
 
 Freshness
     Built once per process and tenant (in a serving process on a thread of its own: a request
-    waits ``FEED_STORE_BUILD_WAIT_SECONDS`` for it, then gets :class:`StoreWarmingUp`, which the
+    waits ``SERVING_FIRST_LOAD_WAIT_SECONDS`` for it, then gets :class:`StoreWarmingUp`, which the
     API answers 503 with Retry-After), then refreshed by deltas: profiles with
     ``updated_at`` past the watermark (minus an overlap, for transactions that committed after
     a later one) or with a primary key past the highest seen (bulk loads), every
@@ -41,7 +41,7 @@ from django.db import connections
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from patra.refresher import in_background, refresh_later
+from patra.refresher import first_load_wait, in_background, refresh_later
 from recommender.ml.elo import EloConfig
 from recommender.ml.structured import (
     ATTRIBUTE_NAMES,
@@ -591,7 +591,7 @@ def candidate_store(tenant_id: int) -> CandidateStore:
     """The tenant's store, built on first use and refreshed when due.
 
     With background refreshes on (serving processes), the first build runs on a thread of its
-    own and a request waits for it at most ``FEED_STORE_BUILD_WAIT_SECONDS``, then gets
+    own and a request waits for it at most ``SERVING_FIRST_LOAD_WAIT_SECONDS``, then gets
     :class:`StoreWarmingUp` (the API answers 503 with Retry-After): at a million profiles the
     build takes about a minute, longer than a web server lets one request run before it kills
     the worker, which would then start the build over. Inline (tests, commands) it is built on
@@ -629,7 +629,7 @@ def _built_in_background(tenant_id: int) -> CandidateStore:
             thread = threading.Thread(target=_build_then_signal, args=(tenant_id, done), daemon=True)
             thread.name = f"store-build-{tenant_id}"
             thread.start()
-    wait = float(settings.FEED_STORE_BUILD_WAIT_SECONDS)
+    wait = first_load_wait(float("inf"))
     done.wait(wait)
     store = _stores.get(tenant_id)
     if store is None:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from django.db import DatabaseError, connection
 
+from patra.refresher import first_load_wait
 from recommender.ml.collab import IdMap, Recommender, load_recommender
 from recommender.ml.fusion import fuse
 from recommender.models import Profile
@@ -222,7 +223,7 @@ def serving_collaborative(tenant_id: int) -> CollaborativeServing | None:
     holder = _holder(tenant_id)
     if tenant_id not in _first_load_waited:
         _first_load_waited.add(tenant_id)
-        holder.wait(FIRST_LOAD_WAIT_SECONDS)
+        holder.wait(first_load_wait(FIRST_LOAD_WAIT_SECONDS))
     got = holder.get()
     return got[1] if got is not None else None
 

@@ -49,7 +49,7 @@ from django.db.models import Max
 from django.utils import timezone
 from tqdm import tqdm
 
-from patra.refresher import refresh_later
+from patra.refresher import first_load_wait, refresh_later
 from recommender.ml.ann import AnnConfig, AnnIndex, AnnIndexLoadError, exact_search, recall_at_k
 from recommender.models import Profile, ProfileEmbedding, ProfileStatus, Tenant
 from recommender.services.embeddings import (
@@ -659,7 +659,7 @@ def _follow_registry(slot: _Slot) -> bool:
         # Nothing to serve yet in this process: wait for the first load, like the current.json
         # path does, instead of answering the first requests without an index.
         slot.waited_first_load = True
-        holder.wait(FIRST_LOAD_TIMEOUT)
+        holder.wait(first_load_wait(FIRST_LOAD_TIMEOUT))
     fresh = _held(holder)
     if fresh is slot.adopted:
         return False
@@ -817,7 +817,7 @@ class _PinnedIndex:
     def get(self) -> ServingIndex | None:
         self.last_used = time.monotonic()
         if self._served is None and self.thread.is_alive():
-            self.thread.join(FIRST_LOAD_TIMEOUT)
+            self.thread.join(first_load_wait(FIRST_LOAD_TIMEOUT))
         if self._loaded is None:
             return None
         if self._served is None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from patra.refresher import first_load_wait
 from recommender.ml.ranker import SOURCE_MODELS, Ranker, pair_features, smoothed_rate
 from recommender.ml.structured import CandidateBatch, ProfileFeatures
 from recommender.models import Profile, Tenant
@@ -136,7 +137,7 @@ def serving_ranker(tenant_id: int) -> tuple[ModelVersion, Ranker] | None:
     holder = _holder(tenant_id)
     if tenant_id not in _first_load_waited:
         _first_load_waited.add(tenant_id)
-        holder.wait(FIRST_LOAD_WAIT_SECONDS)
+        holder.wait(first_load_wait(FIRST_LOAD_WAIT_SECONDS))
     return holder.get()
 
 
