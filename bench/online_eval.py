@@ -408,11 +408,11 @@ class CeilingPicker:
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # u -> (pks, scores)
 
     def pick(self, user: Any, u: int, count: int) -> list[int]:
-        from recommender.services.feed import excluded_profile_ids, swipe_history
+        from recommender.services.feed import feed_reads
 
         pks, scores = self._scored(user, u)
-        excluded = np.fromiter(excluded_profile_ids(self.tenant.pk, user.pk), dtype=np.int64)
-        skip = np.concatenate([swipe_history(user_id=user.pk).swiped, excluded])
+        reads = feed_reads(tenant_id=self.tenant.pk, user_id=user.pk)  # the feed's one read of both
+        skip = np.concatenate([reads.history.swiped, np.fromiter(reads.excluded, dtype=np.int64)])
         allowed = ~np.isin(pks, skip)
         order = np.lexsort((pks[allowed], -scores[allowed]))[:count]  # best first; ties by pk
         return pks[allowed][order].tolist()

@@ -303,23 +303,23 @@ class CandidateStore:
             self._profile_wm = self._elo_wm = started
             self._checked_at = self._elo_checked_at = time.monotonic()
 
-    def refresh_due(self) -> bool:
+    def _due(self, *, force: bool = False) -> tuple[bool, bool, bool]:
+        """(profiles, Elo, pools) due for a refresh now; pools only when the refresher keeps them."""
         now = time.monotonic()
         pools = self._pools
         return (
-            now - self._checked_at >= refresh_seconds()
-            or now - self._elo_checked_at >= elo_refresh_seconds()
-            or (in_background() and (pools is None or now - pools[0] >= POOL_SECONDS))
+            force or now - self._checked_at >= refresh_seconds(),
+            force or now - self._elo_checked_at >= elo_refresh_seconds(),
+            in_background() and (pools is None or now - pools[0] >= POOL_SECONDS),
         )
+
+    def refresh_due(self) -> bool:
+        return any(self._due())
 
     def refresh(self, *, force: bool = False) -> bool:
         """Apply the deltas if due (or ``force``); False when skipped. Never waits for a
         refresh already running in another thread unless forced."""
-        now = time.monotonic()
-        profiles_due = force or now - self._checked_at >= refresh_seconds()
-        elo_due = force or now - self._elo_checked_at >= elo_refresh_seconds()
-        pools = self._pools
-        pools_due = in_background() and (pools is None or now - pools[0] >= POOL_SECONDS)
+        profiles_due, elo_due, pools_due = self._due(force=force)
         if not (profiles_due or elo_due or pools_due):
             return False
         if not self._lock.acquire(blocking=force):

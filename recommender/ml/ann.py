@@ -106,21 +106,21 @@ class AnnIndex:
         cfg: AnnConfig,
         index: hnswlib.Index,
         live: set[int],
-        mirror: np.ndarray | None = None,
-        slots: dict[int, int] | None = None,
     ) -> None:
         self.cfg = cfg
         self._index = index
         self._live = live  # ids not deleted; hnswlib cannot list them cheaply
         self._lock = threading.RLock()
-        # float16 vectors by slot (rows >= len(slots) are spare capacity) and id -> slot
-        self._mirror = mirror if mirror is not None else np.zeros((0, cfg.dim), dtype=np.float16)
-        self._slots: dict[int, int] = slots if slots is not None else {}
-        # The same facts as arrays indexed by id, so that a feed looks up its ~1,000 candidates
-        # with one gather instead of a dict or set probe per id: live or not, and mirror slot.
+        # float16 vectors by slot (rows >= _n_slots are spare capacity)
+        self._mirror = np.zeros((0, cfg.dim), dtype=np.float16)
+        self._n_slots = 0
+        # Arrays indexed by id, so that a feed looks up its ~1,000 candidates with one gather
+        # instead of a set or dict probe per id: live or not, and mirror slot (-1: none).
         self._is_live = np.zeros(0, dtype=bool)
         self._slot_of = np.full(0, -1, dtype=np.int64)
-        self._index_tables(np.fromiter(live, dtype=np.int64, count=len(live)), self._slots)
+        live_ids = np.fromiter(live, dtype=np.int64, count=len(live))
+        self._grow_tables(int(live_ids.max()) if len(live_ids) else 0)
+        self._is_live[live_ids] = True
 
     # ----------------------------------------------------------------- building
 
@@ -163,19 +163,17 @@ class AnnIndex:
         if self.cfg.space == "cosine":  # what hnswlib stores (and get_items returns) in this space
             norms = np.linalg.norm(mat, axis=1, keepdims=True)
             mat = mat / np.where(norms > 0, norms, 1.0)
-        slots = np.empty(len(ids), dtype=np.int64)
-        for k, i in enumerate(ids.tolist()):
-            slot = self._slots.get(i)
-            if slot is None:
-                slot = self._slots[i] = len(self._slots)
-            slots[k] = slot
-        if len(self._slots) > len(self._mirror):
-            grown = np.zeros((max(len(self._slots), 2 * len(self._mirror), _MIN_CAPACITY), self.cfg.dim), np.float16)
+        self._grow_tables(int(ids.max()))
+        slots = self._slot_of[ids]  # (n,) -1 for ids never stored: they get the next free slots
+        new = slots < 0
+        slots[new] = np.arange(self._n_slots, self._n_slots + int(new.sum()))
+        self._slot_of[ids[new]] = slots[new]
+        self._n_slots += int(new.sum())
+        if self._n_slots > len(self._mirror):
+            grown = np.zeros((max(self._n_slots, 2 * len(self._mirror), _MIN_CAPACITY), self.cfg.dim), np.float16)
             grown[: len(self._mirror)] = self._mirror
             self._mirror = grown
         self._mirror[slots] = mat.astype(np.float16)
-        self._grow_tables(int(ids.max()))
-        self._slot_of[ids] = slots
 
     def _ensure_capacity(self, needed: int) -> None:
         capacity = self._index.get_max_elements()
@@ -223,12 +221,6 @@ class AnnIndex:
         is_live, slot_of = np.zeros(size, dtype=bool), np.full(size, -1, dtype=np.int64)
         is_live[: len(self._is_live)], slot_of[: len(self._slot_of)] = self._is_live, self._slot_of
         self._is_live, self._slot_of = is_live, slot_of
-
-    def _index_tables(self, live: np.ndarray, slots: dict[int, int]) -> None:
-        self._grow_tables(max(int(live.max()) if len(live) else 0, max(slots, default=0)))
-        self._is_live[live] = True
-        if slots:
-            self._slot_of[np.fromiter(slots.keys(), dtype=np.int64)] = np.fromiter(slots.values(), dtype=np.int64)
 
     def get_matrix(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(vectors (n, d) float32 with zero rows where absent, present (n,) bool) for ``ids`` in
@@ -318,7 +310,7 @@ class AnnIndex:
         names = [INDEX_FILE, IDS_FILE, META_FILE]
         if self.cfg.mirror_vectors:
             with self._lock:
-                np.save(tmp / VECTORS_FILE, self._mirror[[self._slots[i] for i in live.tolist()]], allow_pickle=False)
+                np.save(tmp / VECTORS_FILE, self._mirror[self._slot_of[live]], allow_pickle=False)
             names.append(VECTORS_FILE)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -374,8 +366,8 @@ class AnnIndex:
             for start in range(0, len(live), 10_000):
                 mirror[start : start + 10_000] = self._exact_vectors(live[start : start + 10_000])
         self._mirror = mirror
-        self._slots = {i: k for k, i in enumerate(live.tolist())}
-        self._index_tables(live, self._slots)
+        self._slot_of[live] = np.arange(len(live))
+        self._n_slots = len(live)
 
 
 def _drop_excluded(
