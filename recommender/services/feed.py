@@ -559,17 +559,12 @@ def _ranking(variant: str, scored_components: dict[str, np.ndarray], rng: np.ran
     return rng.random(n)
 
 
-def item_components(components: dict[str, np.ndarray], i: int) -> dict[str, float | bool | None]:
-    """Candidate ``i``'s components as the API answers them: bools as bools, NaN as null, floats
-    rounded to 4 decimals."""
-    return items_components(components, [i])[0]
-
-
 def items_components(
     components: dict[str, np.ndarray], positions: Sequence[int]
 ) -> list[dict[str, float | bool | None]]:
-    """:func:`item_components` of each of ``positions``: one conversion to Python numbers per
-    component instead of one numpy scalar per value (a feed answers ~300 values)."""
+    """The components of the candidates at ``positions`` as the API answers them: bools as
+    bools, NaN as null, floats rounded to 4 decimals. One conversion to Python numbers per
+    component, not one numpy scalar per value (a feed answers ~300 values)."""
     out: list[dict[str, float | bool | None]] = [{} for _ in positions]
     for name, values in components.items():
         picked = values[list(positions)].tolist()

@@ -68,7 +68,7 @@ from recommender.services.feed import (
     FEED_VERSION,
     collab_logits,
     excluded_profile_ids_by_user,
-    item_components,
+    items_components,
     profile_features,
     stack_vectors,
     swipe_histories,
@@ -611,6 +611,7 @@ def _rank_one(
     scored = score_pairs(ctx.features, batch, signals, weights, settings.ML_FUSION_METHOD)
     failed = _failed_filters(ctx, cands, batch)
     order = sorted(range(n), key=lambda i: (bool(failed[i]), -float(scored.reciprocal[i]), i))
+    answered = items_components(scored.components, order)
     ranked = [
         RankedCandidate(
             candidate_id=cands[i].external_id,
@@ -618,9 +619,9 @@ def _rank_one(
             score=round(float(scored.reciprocal[i]), 6),
             passes_filters=not failed[i],
             failed_filters=failed[i],
-            components=item_components(scored.components, i),
+            components=components,
         )
-        for position, i in enumerate(order)
+        for position, (i, components) in enumerate(zip(order, answered, strict=True))
     ]
     return Ranking(user_id=ctx.user.external_id, candidates=ranked)
 
