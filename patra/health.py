@@ -56,6 +56,13 @@ def health_report() -> dict[str, Any]:
     else:
         overall, reason = "ready", ""
     models = _serving_models()
+    building = _stores_building()
+    if overall == "ready" and building:
+        # This process answers feeds of these tenants 503 warming_up until their stores exist.
+        overall, reason = (
+            "degraded",
+            "warming up: building the candidate store of tenant " + ", ".join(str(t) for t in building),
+        )
     if overall == "ready" and any(m["last_error"] for m in models.values()):
         # A model that failed to load: the previous version keeps serving, but operators must know.
         overall, reason = (
@@ -74,6 +81,12 @@ def _serving_models() -> dict[str, dict[str, Any]]:
     from recommender.services.index import index_statuses
 
     return {f"index:tenant-{tenant_id}": status for tenant_id, status in index_statuses().items()}
+
+
+def _stores_building() -> list[int]:
+    from recommender.feed.store import stores_building
+
+    return stores_building()
 
 
 def _mode() -> str:

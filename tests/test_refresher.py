@@ -240,6 +240,9 @@ def test_a_slow_first_build_answers_503_until_the_store_is_ready(
     assert first.status_code == 503, first.content
     assert first.json()["code"] == "warming_up" and first["Retry-After"] == "1"
     assert client.get("/api/v1/feed?count=5").status_code == 503  # the same build, not a second one
+    health = client.get("/api/v1/health").json()
+    assert health["status"] == "degraded"
+    assert health["reason"] == f"warming up: building the candidate store of tenant {tenant.pk}"
     release.set()
     deadline = time.monotonic() + WAIT
     while (answer := client.get("/api/v1/feed?count=5")).status_code == 503 and time.monotonic() < deadline:

@@ -41,7 +41,7 @@ class HealthView(APIView):
     @extend_schema(
         operation_id="health",
         summary="Readiness (public)",
-        description="`ready`; `degraded` (cache or broker down, a model failed to load); `unavailable` "
+        description="`ready`; `degraded` (cache or broker down, a model failed to load, a candidate store still building); `unavailable` "
         "(database down), which answers 503.",
         tags=["health"],
         responses={200: HealthSerializer, 503: HealthSerializer},

@@ -649,6 +649,12 @@ def _build_then_signal(tenant_id: int, done: threading.Event) -> None:
         connections.close_all()  # this thread's connection dies with it
 
 
+def stores_building() -> list[int]:
+    """Tenants whose candidate store this process is building now (their feeds answer 503)."""
+    with _stores_lock:
+        return sorted(_builds)
+
+
 def stores_reset() -> None:
     with _stores_lock:
         _stores.clear()
