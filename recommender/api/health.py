@@ -41,8 +41,8 @@ class HealthView(APIView):
     @extend_schema(
         operation_id="health",
         summary="Readiness (public)",
-        description="`ready`; `degraded` (cache or broker down, a model failed to load, a candidate store still building); `unavailable` "
-        "(database down), which answers 503.",
+        description="`ready`; `degraded` (cache or broker down, a model failed to load, a candidate store still "
+        "building); `unavailable` (database down), which answers 503.",
         tags=["health"],
         responses={200: HealthSerializer, 503: HealthSerializer},
     )
