@@ -121,11 +121,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--retrain-cf", action="store_true", help="with --reuse: train and activate a new collaborative version first"
     )
     parser.add_argument(
+        "--ranker-groups",
+        choices=("pools", "impressions"),
+        default="pools",
+        help="train_ranker --groups: the feed's pools at past cuts of the warm-up labelled by the likes that "
+        "followed, or the naive feed's impressions",
+    )
+    parser.add_argument(
         "--ranker-since",
         type=float,
         default=0.5,
-        help="the ranker learns from the impressions after this share of the warm-up period (the "
-        "swipes before it are its features' history)",
+        help="--ranker-groups impressions: the ranker learns from the impressions after this share of the "
+        "warm-up period (the swipes before it are its features' history)",
     )
     parser.add_argument("--users", type=int, default=500, help="simulated users evaluated")
     parser.add_argument("--rounds", type=int, default=5)
@@ -198,7 +205,7 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
     with phases("collaborative model"):
         train_collaborative(tenant, args.cf_model, env.var_dir, args.cf_config)
     with phases("ranker"):
-        train_ranker(tenant, args.ranker_since)
+        train_ranker(tenant, args.ranker_groups, args.ranker_since)
     mark_prepared(tenant, manifest(args))
     assert Profile.objects.filter(tenant=tenant).count() == len(population)
     return tenant
@@ -231,16 +238,16 @@ def train_collaborative(tenant: Any, model: str, var_dir: Path, config: Path | N
     print(f"-- collaborative {model}: val {metric} {result.metrics[f'val_{metric}']:.4f}, version {result.version_id}")
 
 
-def train_ranker(tenant: Any, since_share: float) -> None:
-    """``train_ranker`` on the warm-up impressions after ``since_share`` of the period (registered;
-    the tenant's first ranker version is activated on registration). The active collaborative
-    model supplies its model features."""
+def train_ranker(tenant: Any, groups: str, since_share: float) -> None:
+    """``train_ranker --groups groups`` on the warm-up (registered and activated). Pools use the
+    whole warm-up (cuts at 70/80/90 % of it); impressions those after ``since_share`` of the
+    period. The active collaborative model supplies the pools and its model features."""
     from django.utils import timezone
 
     from recommender.training.ranker import ranker_train
 
-    since = timezone.now() - timedelta(days=HISTORY_DAYS * (1.0 - since_share))
-    result = ranker_train(tenant=tenant, since=since, progress=True, created_by="system:bench")
+    since = timezone.now() - timedelta(days=HISTORY_DAYS * (1.0 - since_share)) if groups == "impressions" else None
+    result = ranker_train(tenant=tenant, since=since, groups=groups, progress=True, created_by="system:bench")
     from registry.models import ModelVersion
     from registry.services import model_version_activate
 
@@ -248,7 +255,8 @@ def train_ranker(tenant: Any, since_share: float) -> None:
     if version.status != "active":  # the tenant's first version is activated on registration
         model_version_activate(version=version, actor="system:bench", reason="online_eval --retrain-cf")
     info = result.metrics
-    print(f"-- ranker: {info.get('groups')} groups, val ndcg@10 {info.get('val_ndcg@10')}, version {result.version_id}")
+    ndcg = info.get("val_ndcg@10")
+    print(f"-- ranker: {info.get('groups')} {groups} groups, val ndcg@10 {ndcg}, version {result.version_id}")
 
 
 def profiles_in_order(tenant: Any, population: Sequence[Any]) -> list[Any]:
@@ -269,7 +277,7 @@ def open_or_prepare(env: BenchEnv, args: argparse.Namespace, population: Sequenc
                 with phases("collaborative model"):
                     train_collaborative(tenant, args.cf_model, env.var_dir, args.cf_config)
                 with phases("ranker"):
-                    train_ranker(tenant, args.ranker_since)
+                    train_ranker(tenant, args.ranker_groups, args.ranker_since)
             return tenant, True
         from django.db import connections
 
@@ -719,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "population": {"name": args.population, "profiles": len(population), "seed": args.seed},
         "warmup_swipes": args.warmup_swipes,
         "reused_preparation": reused,
+        "ranker_groups": args.ranker_groups,
         "users": len(users),
         "rounds": args.rounds,
         "feed_count": args.count,

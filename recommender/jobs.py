@@ -63,7 +63,7 @@ def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
 @register_job(
     "train_ranker",
     queue="training",
-    description="Train the LightGBM ranker on the tenant's impressions and swipes (params: since=DATE)",
+    description="Train the LightGBM ranker on the tenant's swipes (params: since=DATE, groups=impressions|pools)",
 )
 def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     from django.utils import timezone
@@ -75,8 +75,9 @@ def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     start = parse_start(str(since)) if since else None
     if start is not None and timezone.is_naive(start):
         start = timezone.make_aware(start)
+    groups = str(ctx.params.get("groups") or "impressions")
     ctx.progress(stage="train")
-    result = ranker_train(tenant=ctx.tenant, since=start, created_by=ctx.created_by)
+    result = ranker_train(tenant=ctx.tenant, since=start, groups=groups, created_by=ctx.created_by)  # type: ignore[arg-type]
     return _version(result.version_id)
 
 

@@ -82,10 +82,13 @@ def test_train_ranker_then_export_onnx(demo: Path, tenant: Tenant, tmp_path: Pat
     call_command("train", "--model", "two_tower", "--data", str(demo), "--config", str(config), verbosity=0)
     ranker_config = tmp_path / "ranker.json"
     ranker_config.write_text(json.dumps(RANKER))
-    call_command("train_ranker", "--tenant", tenant.slug, "--config", str(ranker_config), verbosity=0)
+    call_command(
+        "train_ranker", "--tenant", tenant.slug, "--groups", "pools", "--config", str(ranker_config), verbosity=0
+    )
     version = ModelVersion.objects.get(tenant=tenant, model_type="ranker")
     assert version.status == "active"  # the first version of its slot
-    assert version.parameters["format"] == "lightgbm" and version.metrics["groups"] > 10
+    assert version.parameters["format"] == "lightgbm" and version.parameters["groups"] == "pools"
+    assert version.metrics["groups_from"] == "pools" and version.metrics["groups"] > 10
     assert version.metrics["source_models"] == ["two_tower"] and version.metrics["best_iteration"] >= 1
     assert version.created_by == "command:train_ranker"
 
@@ -110,6 +113,12 @@ def test_export_onnx_refuses_without_a_ranker(tenant: Tenant) -> None:
 def test_train_ranker_refuses_without_impressions(tenant: Tenant) -> None:
     with pytest.raises(CommandError, match="no impressions"):
         call_command("train_ranker", "--tenant", tenant.slug, verbosity=0)
+
+
+def test_train_ranker_on_pools_refuses_without_a_collaborative_version(tenant: Tenant) -> None:
+    call_command("load_demo", "--limit", "100", "--swipes", "500", "--no-users", verbosity=0)
+    with pytest.raises(CommandError, match="no active collaborative version"):
+        call_command("train_ranker", "--tenant", tenant.slug, "--groups", "pools", verbosity=0)
 
 
 def test_ranker_jobs_register_versions(tenant: Tenant, django_capture_on_commit_callbacks) -> None:

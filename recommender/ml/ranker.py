@@ -243,10 +243,15 @@ class Ranker:
         groups: np.ndarray,
         *,
         validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        calibration: tuple[np.ndarray, np.ndarray] | None = None,
         progress: bool = False,
     ) -> Ranker:
         """Train on [n, F] features, [n] integer labels (0 pass / no swipe, 1 like, 2 superlike)
-        and group sizes (consecutive rows per query); early stopping on ``validation`` NDCG."""
+        and group sizes (consecutive rows per query); early stopping on ``validation`` NDCG.
+        ``calibration`` ([m, F] rows, [m] labels): the rows the Platt scaling to P(like) is fitted
+        on (default: the validation rows, else the training rows). Groups labelled by what was
+        liked *later* pass the rows that were actually shown and swiped, so the probability stays
+        P(like | shown), the scale the feed's fusion expects."""
         import lightgbm as lgb
 
         x, y, groups = self._check(x), np.asarray(y, dtype=np.int32), np.asarray(groups, dtype=np.int64)
@@ -282,7 +287,7 @@ class Ranker:
             curve = record["validation"][key]
             self.metrics[f"val_{key}"] = float(max(curve))
             self.metrics["curve"] = [float(v) for v in curve]
-        cx, cy = (validation[0], validation[1]) if validation is not None else (x, y)
+        cx, cy = calibration or ((validation[0], validation[1]) if validation is not None else (x, y))
         self.calibration = platt_fit(self.predict(cx), (np.asarray(cy) > 0).astype(np.float64))
         return self
 
@@ -507,3 +512,50 @@ def context_features(ctx: RankerContext, user: int, cands: np.ndarray) -> np.nda
         liked_you=np.asarray(ctx.likes[cands, user].todense()).reshape(-1) > 0,
     )
     return feature_matrix(cols, m)
+
+
+@dataclass
+class PoolGroups:
+    """Query groups built from candidate pools (:func:`pool_groups`); a group's rows are
+    contiguous, groups in ``users`` order.
+
+    x [rows, F] features; y [rows] labels; sizes [groups]; users [groups] the user of each group;
+    shown [rows] whether the user swiped the candidate in the label period (the rows that tell
+    P(like | shown) apart from "will be shown and liked").
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    sizes: np.ndarray
+    users: np.ndarray
+    shown: np.ndarray
+
+
+def pool_groups(
+    ctx: RankerContext, users: Sequence[int], pools: Sequence[np.ndarray], labels: Any, swiped: Any
+) -> PoolGroups:
+    """One query group per user whose pool holds something they liked in the label period.
+
+    ``pools[i]``: the dense indices proposed to ``users[i]`` from what was known at the cut;
+    ``labels``: CSR [n, n] of the period's first action per pair (superlike 2, like 1, else 0);
+    ``swiped``: CSR [n, n], non-zero where the user swiped the candidate in the period. A pool
+    with no like teaches LambdaMART nothing and gives no group.
+    """
+    xs, ys, shown, sizes, kept = [], [], [], [], []
+    for u, pool in zip(users, pools, strict=True):
+        pool = np.asarray(pool, dtype=np.int64)
+        if pool.size == 0:
+            continue
+        y = np.rint(np.asarray(labels[u, pool].todense()).reshape(-1)).astype(np.int32)  # [pool]
+        if not y.any():
+            continue
+        xs.append(context_features(ctx, int(u), pool))
+        ys.append(y)
+        shown.append(np.asarray(swiped[u, pool].todense()).reshape(-1) > 0)
+        sizes.append(pool.size)
+        kept.append(int(u))
+    if not xs:
+        return PoolGroups(np.zeros((0, len(RANKER_FEATURES)), np.float32), np.zeros(0, np.int32),
+                          np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))  # fmt: skip
+    return PoolGroups(np.concatenate(xs), np.concatenate(ys), np.asarray(sizes, dtype=np.int64),
+                      np.asarray(kept, dtype=np.int64), np.concatenate(shown))  # fmt: skip

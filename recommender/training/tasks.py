@@ -66,7 +66,7 @@ def evaluate_model(model_path: str | None = None, data_dir: str | None = None) -
 
 
 @shared_task(name="recommender.tasks.train_ranker", **_LONG)
-def train_ranker(tenant_slug: str, since: str | None = None) -> dict[str, Any]:
+def train_ranker(tenant_slug: str, since: str | None = None, groups: str = "impressions") -> dict[str, Any]:
     from django.utils import timezone
 
     from recommender.training.ranker import ranker_train
@@ -74,7 +74,8 @@ def train_ranker(tenant_slug: str, since: str | None = None) -> dict[str, Any]:
     start = parse_start(since) if since else None
     if start is not None and timezone.is_naive(start):
         start = timezone.make_aware(start)
-    result = ranker_train(tenant=Tenant.objects.get(slug=tenant_slug), since=start, created_by="task:train_ranker")
+    tenant = Tenant.objects.get(slug=tenant_slug)
+    result = ranker_train(tenant=tenant, since=start, groups=groups, created_by="task:train_ranker")  # type: ignore[arg-type]
     return {"artifact_dir": str(result.artifact_dir), "version_id": result.version_id, "metrics": result.metrics}
 
 

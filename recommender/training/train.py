@@ -160,32 +160,64 @@ def _register(
     return str(version.id)
 
 
+def model_side_features(
+    model: str, config: Any, ids: IdMap, profiles: list[Any]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The side features ``model`` with ``config`` trains on, one row per id of ``ids`` (None:
+    it reads none), and a summary for the metrics: the full matrix (attributes, interests,
+    location, bio embedding) for two-tower and GraphSAGE; attributes without the bio for ALS's
+    collective-MF term (bio columns swamp it, bench.collab); the compact pair records for
+    ``lmf``'s learned pair features and group priors."""
+    from recommender.training.features import pair_records_of, side_features
+
+    if model in FEATURE_MODELS or getattr(config, "side_weight", 0.0) > 0:
+        features = side_features(ids, profiles, with_bio=model in FEATURE_MODELS)
+        with_bio = int((features[:, -1] > 0).sum())
+        return features, {"feature_columns": int(features.shape[1]), "profiles_with_bio": with_bio}
+    if getattr(config, "pair_features", False) or getattr(config, "profile_priors", False):
+        records = pair_records_of(ids, profiles)
+        return records, {"pair_record_columns": int(records.shape[1]), "profiles_with_records": len(profiles)}
+    return None, {}
+
+
 def _with_side_features(
-    data: SplitData, tenant_slug: str | None, *, with_bio: bool = True, pair_records: bool = False
+    data: SplitData, model: str, config: Any, tenant_slug: str | None
 ) -> tuple[SplitData, dict[str, Any]]:
     """The splits re-mapped over every profile of the tenant (plus any id in the events), with
-    side features attached to train (the only split a model fits on). ``pair_records``: the
-    compact per-profile records ``lmf`` computes pair features from, instead of the feature
-    matrix of the feature-aware models."""
-    from recommender.training.features import (
-        pair_records_of,
-        profile_hashes,
-        side_features,
-        tenant_profiles,
-        tenant_slug_of,
-    )
+    the model's side features (:func:`model_side_features`) attached to train (the only split a
+    model fits on); unchanged when the model reads none."""
+    from recommender.training.features import profile_hashes, tenant_profiles, tenant_slug_of
 
     profiles = tenant_profiles(tenant_slug_of(tenant_slug))
     ids = IdMap(np.concatenate([data.ids.ids.astype(str), profile_hashes(profiles)]))
+    features, info = model_side_features(model, config, ids, profiles)
+    if features is None:
+        return data, info
     remapped = splits_load(data.data_dir, ids=ids)
-    if pair_records:
-        records = pair_records_of(ids, profiles)
-        remapped.train = remapped.train.with_features(records)
-        return remapped, {"pair_record_columns": int(records.shape[1]), "profiles_with_records": len(profiles)}
-    features = side_features(ids, profiles, with_bio=with_bio)
     remapped.train = remapped.train.with_features(features)
-    with_bio = int((features[:, -1] > 0).sum())
-    return remapped, {"feature_columns": int(features.shape[1]), "profiles_with_bio": with_bio}
+    return remapped, info
+
+
+def collaborative_refit(
+    *, model: Any, ids: IdMap, users: np.ndarray, items: np.ndarray, actions: np.ndarray, profiles: list[Any]
+) -> Any:
+    """A fresh model of ``model``'s type and configuration fitted on the given swipes (export
+    pseudonyms on ``ids``, the served model's id map, so rows line up with it), for as many
+    epochs as the served model's fit chose. Used where a model must not have seen later swipes:
+    the ranker's training windows (:mod:`recommender.training.ranker`)."""
+    config = model.config
+    if model.best_epoch is not None and model.history and any(r.validation is not None for r in model.history):
+        config = replace(config, epochs=model.best_epoch + 1)  # early-stopped, not refitted
+    data = interactions_from_events(
+        np.asarray(users, dtype=str), np.asarray(items, dtype=str), event_weights().of(np.asarray(actions, dtype=str)),
+        user_map=ids, shared=True, drop_unknown=True,
+    )  # fmt: skip
+    features, _info = model_side_features(model.name, config, ids, profiles)
+    if features is not None:
+        data = data.with_features(features)
+    refit = model_class(model.name)(config)
+    refit.fit(data)
+    return refit
 
 
 def _refit_all(model: str, config: Any, data: SplitData, fitted: Any, progress: bool) -> tuple[Any, dict[str, Any]]:
@@ -221,15 +253,7 @@ def collaborative_train(
     data = splits_load(data_dir)
     manifest_path = Path(data_dir) / "events_manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    features_info: dict[str, Any] = {}
-    if model in FEATURE_MODELS:
-        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"))
-    elif getattr(config, "side_weight", 0.0) > 0:
-        # ALS's collective-MF term: profile attributes only (bio columns swamp it, bench.collab).
-        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"), with_bio=False)
-    elif getattr(config, "pair_features", False) or getattr(config, "profile_priors", False):
-        # lmf's learned pair features (shared lifestyle, interests, distance, age gap) and group priors
-        data, features_info = _with_side_features(data, tenant_slug or manifest.get("tenant"), pair_records=True)
+    data, features_info = _with_side_features(data, model, config, tenant_slug or manifest.get("tenant"))
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
     recommender = model_class(model)(config)

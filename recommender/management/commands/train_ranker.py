@@ -1,10 +1,13 @@
 """Train the LightGBM LambdaMART ranker from impressions and the swipes that followed them.
 
-python manage.py train_ranker [--tenant default] [--since 2024-01-01] [--config ranker.json]
-                              [--output DIR] [--no-register]
+python manage.py train_ranker [--tenant default] [--since 2024-01-01] [--groups impressions|pools]
+                              [--config ranker.json] [--output DIR] [--no-register]
 
 Model scores come from the tenant's active collaborative version; the folder (ranker.txt,
-ranker.json, check.npy) is registered as a ``ranker`` version.
+ranker.json, check.npy) is registered as a ``ranker`` version. ``--groups`` picks the query
+groups (``recommender/training/ranker.py`` explains both): ``impressions`` (default) re-orders
+past feeds' impressions by the swipes that followed; ``pools`` ranks what the feed would have
+pooled at past cuts of the history, labelled by the likes that followed (bench.deep's stack).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from django.utils import timezone
 
 from recommender.ml.ranker import RankerConfig
 from recommender.models import DEFAULT_TENANT_SLUG, Tenant
-from recommender.training.ranker import RankerTrainingError, ranker_train
+from recommender.training.ranker import GROUP_KINDS, RankerTrainingError, ranker_train
 from recommender.training.tasks import parse_start
 
 
@@ -28,7 +31,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--tenant", default=DEFAULT_TENANT_SLUG)
-        parser.add_argument("--since", help="only impressions from this date or datetime on")
+        parser.add_argument("--since", help="only impressions (or swipes, for pools) from this date or datetime on")
+        parser.add_argument(
+            "--groups", choices=GROUP_KINDS, default="impressions", help="query groups: past impressions or pools"
+        )
         parser.add_argument("--config", help='JSON file of RankerConfig fields (e.g. {"num_leaves": 15})')
         parser.add_argument("--output", help="artifact folder (default: ARTIFACT_ROOT/ranker/lightgbm-<time>-<tenant>)")
         parser.add_argument("--no-register", action="store_true", help="write the artifact only")
@@ -48,7 +54,7 @@ class Command(BaseCommand):
             since = timezone.make_aware(since) if timezone.is_naive(since) else since
         try:
             result = ranker_train(
-                tenant=tenant, since=since, config=config, output_dir=opts["output"],
+                tenant=tenant, since=since, groups=opts["groups"], config=config, output_dir=opts["output"],
                 register=not opts["no_register"], created_by="command:train_ranker", progress=opts["verbosity"] > 0,
             )  # fmt: skip
         except RankerTrainingError as exc:
@@ -57,7 +63,8 @@ class Command(BaseCommand):
         registered = f"registered as version {result.version_id}" if result.version_id else "not registered"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Trained the ranker on {m['groups']} feeds in {m['train_seconds']:.1f}s: val ndcg@10 "
+                f"Trained the ranker on {m['groups']} {m['groups_from']} groups in {m['train_seconds']:.1f}s: "
+                f"val ndcg@10 "
                 f"{m.get('val_ndcg@10', float('nan')):.4f} at {m['best_iteration']} trees; artifact "
                 f"{result.artifact_dir} ({registered})."
             )
