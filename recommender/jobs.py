@@ -13,16 +13,20 @@ from pathlib import Path
 from recommender.services.index import index_build
 from recommender.training.datasets import datasets_build
 from recommender.training.extract import events_extract
-from recommender.training.train import collaborative_train
+from recommender.training.ranker import GROUP_KINDS
+from recommender.training.tasks import parse_start
+from recommender.training.train import TRAINABLE, collaborative_train
 from registry.models import ModelVersion
-from registry.tasks import JobContext, register_job
+from registry.tasks import BOOLEAN, JobContext, is_true, register_job
 
 
 def _version(version_id: object) -> ModelVersion | None:
     return ModelVersion.objects.filter(pk=version_id).first() if version_id else None
 
 
-@register_job("build_index", queue="indexing", description="Embed new profiles, then build the tenant's HNSW index")
+@register_job(
+    "build_index", queue="indexing", description="Embed new profiles, then build the tenant's HNSW index", params={}
+)
 def build_index_job(ctx: JobContext) -> ModelVersion | None:
     result = index_build(
         tenant=ctx.tenant,
@@ -37,8 +41,10 @@ def build_index_job(ctx: JobContext) -> ModelVersion | None:
     queue="training",
     description=(
         "Extract events, split by time and train a collaborative model "
-        "(params: model=lmf|als|bpr|popularity|two_tower|graphsage; lmf, the default, is the model the feed pools)"
+        "(params: model=lmf|als|bpr|popularity|two_tower|graphsage; lmf, the default, is the model the feed pools; "
+        "refit_all=true|false)"
     ),
+    params={"model": TRAINABLE, "refit_all": BOOLEAN},
 )
 def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
     model = str(ctx.params.get("model", "lmf"))
@@ -55,7 +61,7 @@ def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
             tenant_slug=ctx.tenant.slug,
             created_by=ctx.created_by,
             # the version is for serving: it should know the latest swipes (params: refit_all=false to skip)
-            refit_all=str(ctx.params.get("refit_all", "true")).lower() not in ("false", "0", "no"),
+            refit_all=is_true(ctx.params.get("refit_all", "true")),
         )
     return _version(result.version_id)
 
@@ -64,12 +70,12 @@ def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
     "train_ranker",
     queue="training",
     description="Train the LightGBM ranker on the tenant's swipes (params: since=DATE, groups=impressions|pools)",
+    params={"since": parse_start, "groups": GROUP_KINDS},
 )
 def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     from django.utils import timezone
 
     from recommender.training.ranker import ranker_train
-    from recommender.training.tasks import parse_start
 
     since = ctx.params.get("since")
     start = parse_start(str(since)) if since else None
@@ -85,6 +91,7 @@ def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     "export_onnx",
     queue="training",
     description="Export a ranker version to ONNX, checked against LightGBM (params: version=ID, default active)",
+    params={"version": None},
 )
 def export_onnx_job(ctx: JobContext) -> ModelVersion | None:
     from recommender.training.ranker import ranker_export_onnx

@@ -574,12 +574,43 @@ class ExperimentAdmin(admin.ModelAdmin):
 class StartJobForm(forms.Form):
     kind = forms.ChoiceField(label="Job")
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.order_by("slug"))
+    params = forms.CharField(
+        label="Parameters",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40, "placeholder": "groups=pools"}),
+        help_text="One name=value per line, as the job's description lists them; empty: the defaults.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from registry.tasks import JOBS
 
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [(name, job.description or name) for name, job in sorted(JOBS.items())]
+
+    def clean_params(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["params"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"Line {number} is not name=value: {line.strip()!r}.")
+            if name.strip() in params:
+                raise forms.ValidationError(f"{name.strip()} is given twice.")
+            params[name.strip()] = value.strip()
+        return params
+
+    def clean(self) -> dict[str, Any]:
+        from registry.tasks import JOBS
+
+        cleaned = super().clean()
+        kind, params = cleaned.get("kind"), cleaned.get("params")
+        if kind in JOBS and params is not None:
+            try:
+                JOBS[kind].check_params(params)
+            except ValueError as exc:
+                self.add_error("params", str(exc))
+        return cleaned
 
 
 @admin.register(TaskRun)
@@ -609,7 +640,8 @@ class TaskRunAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         form = StartJobForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            run = task_run_start(kind=form.cleaned_data["kind"], tenant=form.cleaned_data["tenant"], actor=request.user)
+            data = form.cleaned_data
+            run = task_run_start(kind=data["kind"], tenant=data["tenant"], actor=request.user, params=data["params"])
             return redirect("admin:registry_taskrun_progress", run.pk)
         context = {**self.admin_site.each_context(request), "title": "Start a job", "form": form}
         return TemplateResponse(request, "registry/task_run_start.html", context)

@@ -614,6 +614,10 @@ def task_run_start(
 
     if kind not in JOBS:
         raise RegistryError(f"Unknown job {kind!r}; known jobs: {', '.join(sorted(JOBS)) or 'none'}.")
+    try:
+        JOBS[kind].check_params(dict(params or {}))
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
     run = TaskRun.objects.create(kind=kind, tenant=tenant, started_by=actor_name(actor), params=_jsonable(params))
     celery_task = task or run_job
     queue = JOBS[kind].queue

@@ -70,6 +70,9 @@ class JobContext:
 
 
 JobFunc = Callable[[JobContext], ModelVersion | None]
+# A declared parameter: its allowed values, a check that raises ValueError on a bad value, or None
+# (any text).
+ParamSpec = tuple[str, ...] | Callable[[str], object] | None
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,46 @@ class Job:
     func: JobFunc
     queue: str = "default"
     description: str = ""
+    # name -> spec of every parameter the job reads; None: not declared, taken as given (jobs
+    # started only by code, such as the test suite's)
+    params: dict[str, ParamSpec] | None = None
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` if the job declares every key and accepts every value; otherwise a
+        ValueError naming the first bad parameter and what it takes."""
+        if self.params is None:
+            return params
+        for key, value in params.items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise ValueError(f"{self.name} has no parameter {key!r}; its parameters: {known}")
+            spec = self.params[key]
+            if isinstance(spec, tuple) and str(value) not in spec:
+                raise ValueError(f"{key} must be one of {', '.join(spec)}, not {value!r}")
+            if callable(spec):
+                try:
+                    spec(str(value))
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from exc
+        return params
 
 
 JOBS: dict[str, Job] = {}
+BOOLEAN: tuple[str, ...] = ("true", "false")
 
 
-def register_job(name: str, *, queue: str = "default", description: str = "") -> Callable[[JobFunc], JobFunc]:
+def is_true(value: object) -> bool:
+    """A boolean job parameter: parameters typed in the admin arrive as text."""
+    return str(value).strip().lower() not in ("false", "0", "no", "")
+
+
+def register_job(
+    name: str, *, queue: str = "default", description: str = "", params: dict[str, ParamSpec] | None = None
+) -> Callable[[JobFunc], JobFunc]:
     def decorator(func: JobFunc) -> JobFunc:
-        JOBS[name] = Job(name=name, func=func, queue=queue, description=description or (func.__doc__ or "").strip())
+        JOBS[name] = Job(
+            name=name, func=func, queue=queue, description=description or (func.__doc__ or "").strip(), params=params
+        )
         return func
 
     return decorator

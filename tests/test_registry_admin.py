@@ -10,10 +10,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from recommender.training.tasks import parse_start
 from registry.models import AuditAction, AuditLog, Experiment, ExperimentStatus, TaskRun, TaskRunStatus
 from registry.selectors import active_version
-from registry.services import ArmSpec, experiment_create, experiment_start
-from registry.tasks import JOBS, JobContext, register_job
+from registry.services import ArmSpec, RegistryError, experiment_create, experiment_start, task_run_start
+from registry.tasks import JOBS, JobContext, is_true, register_job
 from tests.test_registry_support import artifacts, eager_celery, make_ml_admin, make_staff, register
 
 pytestmark = pytest.mark.django_db
@@ -185,6 +186,51 @@ def test_job_started_from_admin_shows_progress_and_links_to_its_version(
     page = ml_client.get(response["Location"]).content.decode()
     assert "succeeded" in page and "step: saved" in page and 'http-equiv="refresh"' not in page
     assert f'href="{slot(tenant)}"' in page and "ranker-v1" in page
+
+
+def test_job_parameters_from_admin_are_checked_then_passed_to_the_job(
+    ml_client, tenant, eager_celery, django_capture_on_commit_callbacks
+):
+    saved = dict(JOBS)
+    seen: list[dict[str, Any]] = []
+
+    @register_job("demo_params", description="Demo (params: groups=impressions|pools)",
+                  params={"groups": ("impressions", "pools"), "since": parse_start})  # fmt: skip
+    def demo_params(ctx: JobContext) -> None:
+        seen.append(ctx.params)
+
+    try:
+        url = reverse("admin:registry_taskrun_add")
+        for text, error in [
+            ("groups=everything", "groups must be one of impressions, pools, not &#x27;everything&#x27;"),
+            ("colour=red", "demo_params has no parameter &#x27;colour&#x27;; its parameters: groups, since"),
+            ("since=last tuesday", "since: not a date or datetime"),
+            ("groups", "Line 1 is not name=value"),
+            ("groups=pools\ngroups=impressions", "groups is given twice"),
+        ]:
+            page = ml_client.post(url, {"kind": "demo_params", "tenant": tenant.pk, "params": text})
+            assert page.status_code == 200 and error in page.content.decode(), text
+        assert not TaskRun.objects.exists()  # a refused form starts nothing
+        with django_capture_on_commit_callbacks(execute=True):
+            response = ml_client.post(
+                url, {"kind": "demo_params", "tenant": tenant.pk, "params": " groups = pools \n\nsince=2026-01-01"}
+            )
+        assert response.status_code == 302
+        run = TaskRun.objects.get()
+        assert run.params == {"groups": "pools", "since": "2026-01-01"} and run.status == TaskRunStatus.SUCCEEDED
+        assert seen == [{"groups": "pools", "since": "2026-01-01"}]
+        with pytest.raises(RegistryError, match="groups must be one of"):
+            task_run_start(kind="demo_params", tenant=tenant, actor="system:test", params={"groups": "x"})
+    finally:
+        JOBS.clear()
+        JOBS.update(saved)
+
+
+def test_the_recommender_and_safety_jobs_declare_what_they_read() -> None:
+    assert JOBS["train_ranker"].params is not None and set(JOBS["train_ranker"].params) == {"since", "groups"}
+    assert JOBS["train_collaborative"].params is not None and "refit_all" in JOBS["train_collaborative"].params
+    assert JOBS["train_safety"].params == {"include_decisions": ("true", "false")}
+    assert is_true("true") and not is_true("False") and not is_true("no") and is_true(True)
 
 
 def test_unfinished_run_page_refreshes_itself(ml_client, tenant):
