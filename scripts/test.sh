@@ -12,6 +12,7 @@ PY=.venv/bin/python
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # the modules listed in pyproject.toml
 
 echo "== migrations"
 env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" $PY manage.py makemigrations --check --dry-run

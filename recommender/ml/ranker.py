@@ -41,7 +41,7 @@ config, metrics); :meth:`Ranker.export_onnx` adds ``ranker.onnx`` (onnxmltools),
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -258,7 +258,8 @@ class Ranker:
         if groups.sum() != x.shape[0] or y.shape != (x.shape[0],):
             raise RankerError("labels and group sizes must cover every row of x")
         train = lgb.Dataset(x, y, group=groups, feature_name=list(self.features), free_raw_data=False)
-        sets, names, callbacks = [train], ["train"], []
+        sets, names = [train], ["train"]
+        callbacks: list[Callable[..., Any]] = []
         if validation is not None:
             vx, vy, vg = validation
             sets.append(lgb.Dataset(self._check(vx), np.asarray(vy, dtype=np.int32), group=vg, reference=train))

@@ -41,6 +41,7 @@ with both LightGBM and onnxruntime before it registers an ONNX version.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import shutil
 import tempfile
@@ -306,7 +307,7 @@ def _position(swipes: _Swipes, first: int, share: float) -> int:
     if share >= 1.0:
         return len(swipes.times)
     at = swipes.times[first + int(np.floor(share * count))]
-    return int(np.searchsorted(np.asarray(swipes.times, dtype=object), at, side="left"))
+    return bisect.bisect_left(swipes.times, at)  # never splits one instant between periods
 
 
 def _period(swipes: _Swipes, lo: int, hi: int, n: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -361,7 +362,7 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool) -> 
     swipes = _swipes(tenant, data.index)
     first = 0
     if since is not None:
-        first = int(np.searchsorted(np.asarray(swipes.times, dtype=object), since, side="left"))
+        first = bisect.bisect_left(swipes.times, since)
     if len(swipes.times) - first < 10:
         count = len(swipes.times) - first
         raise RankerTrainingError(f"tenant {tenant.slug} has {count} swipes to learn from; at least 10 are needed")
