@@ -82,8 +82,10 @@ def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     if start is not None and timezone.is_naive(start):
         start = timezone.make_aware(start)
     groups = str(ctx.params.get("groups") or "impressions")
-    ctx.progress(stage="train")
-    result = ranker_train(tenant=ctx.tenant, since=start, groups=groups, created_by=ctx.created_by)  # type: ignore[arg-type]
+    result = ranker_train(
+        tenant=ctx.tenant, since=start, groups=groups, created_by=ctx.created_by,  # type: ignore[arg-type]
+        on_progress=lambda stage, done, total: ctx.progress(stage=stage, done=done, total=total),
+    )  # fmt: skip  # type: ignore[arg-type]
     return _version(result.version_id)
 
 

@@ -130,6 +130,7 @@ def test_ranker_jobs_register_versions(tenant: Tenant, django_capture_on_commit_
     assert run.status == "succeeded", run.error
     assert run.version is not None and run.version.model_type == "ranker"
     assert run.version.created_by == f"task:train_ranker:{run.pk}"
+    assert run.progress["stage"] == "features" and run.progress["done"] == run.progress["total"] > 0
     with django_capture_on_commit_callbacks(execute=True):
         export = task_run_start(kind="export_onnx", tenant=tenant, actor="system:test")
     export = TaskRun.objects.get(pk=export.pk)

@@ -111,7 +111,11 @@ def test_pools_hold_what_the_feed_may_show_and_labels_what_followed(demo: Tenant
 def test_train_ranker_on_pools_learns_more_than_chance(tenant: Tenant, tmp_path: Path) -> None:
     # Big enough for about a hundred early-stopping groups: the 300-profile demo gives two.
     demo = make_demo(tenant, tmp_path, 1000, 20000)
-    result = training.ranker_train(tenant=demo, groups="pools", register=True)
+    reports: list[tuple[str, int, int]] = []
+    result = training.ranker_train(tenant=demo, groups="pools", register=True, on_progress=lambda *r: reports.append(r))
+    for cut in ("70%", "80%", "90%"):  # each window reports its users up to all of them
+        window = [(done, total) for stage, done, total in reports if stage == f"pools at {cut}"]
+        assert window[0] == (0, 1) and window[-1][0] == window[-1][1] > 0
     m = result.metrics
     assert m["groups_from"] == "pools" and set(m["groups_per_window"]) == {"70%", "80%", "90%"}
     assert m["calibration_rows"] > 0 and m["source_models"] == ["als"]

@@ -531,6 +531,11 @@ class PoolGroups:
     users: np.ndarray
     shown: np.ndarray
 
+    @staticmethod
+    def concat(parts: Sequence[PoolGroups]) -> PoolGroups:
+        """The groups of ``parts`` one after the other (``parts`` non-empty)."""
+        return PoolGroups(*(np.concatenate([getattr(g, f.name) for g in parts]) for f in fields(PoolGroups)))
+
 
 def pool_groups(
     ctx: RankerContext, users: Sequence[int], pools: Sequence[np.ndarray], labels: Any, swiped: Any

@@ -46,6 +46,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,8 @@ GroupKind = Literal["pools", "impressions"]
 POOL_CUTS: tuple[float, ...] = (0.7, 0.8, 0.9)
 POOL_SPAN = 0.1
 VALIDATION_SHARE = 0.2
+PROGRESS_EVERY = 500  # users (pools) or feeds (impressions) between progress reports
+OnProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class RankerTrainingError(ValueError):
@@ -224,17 +227,25 @@ def _refit_before(model: Any, ids: IdMap, data: _Tenant, swipes: _Swipes, end: i
 
 
 def ranker_dataset(
-    *, tenant: Tenant, since: datetime | None = None, groups: GroupKind = "impressions", progress: bool = False
+    *,
+    tenant: Tenant,
+    since: datetime | None = None,
+    groups: GroupKind = "impressions",
+    progress: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> RankerData:
-    """Features, labels and query groups of the tenant (see the module docs)."""
+    """Features, labels and query groups of the tenant (see the module docs). ``progress``: bars
+    on the terminal; ``on_progress(stage, done, total)``: the same counts for a caller that
+    reports elsewhere (the registry job's run page)."""
+    report = on_progress or (lambda stage, done, total: None)
     if groups == "pools":
-        return _pool_dataset(tenant=tenant, since=since, progress=progress)
+        return _pool_dataset(tenant=tenant, since=since, progress=progress, report=report)
     if groups == "impressions":
-        return _impression_dataset(tenant=tenant, since=since, progress=progress)
+        return _impression_dataset(tenant=tenant, since=since, progress=progress, report=report)
     raise RankerTrainingError(f"unknown groups {groups!r}; expected one of {', '.join(GROUP_KINDS)}")
 
 
-def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: bool) -> RankerData:
+def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, report: OnProgress) -> RankerData:
     impressions = Impression.objects.filter(tenant=tenant)
     if since is not None:
         impressions = impressions.filter(occurred_at__gte=since)
@@ -271,7 +282,10 @@ def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: boo
             feeds.setdefault((index[u], context, at), []).append(index[v])
     xs, ys, sizes = [], [], []
     skipped = 0
-    for (u, _context_hash, at), cands in tqdm(feeds.items(), desc="ranker features", unit="feed", disable=not progress):
+    bar = tqdm(feeds.items(), desc="ranker features", unit="feed", disable=not progress)
+    for done, ((u, _context_hash, at), cands) in enumerate(bar):
+        if done % PROGRESS_EVERY == 0:
+            report("features", done, len(feeds))
         labels = []
         for v in cands:
             later = [a for t, a in first_after.get((u, v), []) if t >= at]
@@ -282,6 +296,7 @@ def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: boo
         xs.append(context_features(ctx, u, np.asarray(cands, dtype=np.int64)))
         ys.append(np.asarray(labels, dtype=np.int32))
         sizes.append(len(cands))
+    report("features", len(feeds), len(feeds))
     if len(sizes) < 2:
         raise RankerTrainingError(
             f"tenant {tenant.slug}: {len(sizes)} impression group(s) with a like; at least 2 are needed"
@@ -350,7 +365,7 @@ def _pools(
     return pools
 
 
-def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool) -> RankerData:
+def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, report: OnProgress) -> RankerData:
     data = _tenant_data(tenant)
     source = _source_model(tenant, data)
     if source is None:
@@ -369,8 +384,9 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool) -> 
     parts: list[PoolGroups] = []
     per_window: dict[str, int] = {}
     refit_seconds = 0.0
-    bar = tqdm(total=len(POOL_CUTS), desc="ranker windows", unit="window", disable=not progress)
     for cut in POOL_CUTS:
+        stage = f"pools at {cut:.0%}"
+        report(stage, 0, 1)
         lo, hi = _position(swipes, first, cut), _position(swipes, first, round(cut + POOL_SPAN, 6))
         started = time.perf_counter()
         refit = _refit_before(model, id_map, data, swipes, lo)
@@ -379,12 +395,17 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool) -> 
         seen = sp.csr_matrix((np.ones(lo, np.float32), (swipes.users[:lo], swipes.items[:lo])), shape=(data.n, data.n))
         labels, swiped = _period(swipes, lo, hi, data.n)
         users = np.flatnonzero(np.asarray((labels > 0).sum(axis=1)).reshape(-1))
-        pools = _pools(data, ctx, refit, rows_of, seen, users)
-        part = pool_groups(ctx, users.tolist(), pools, labels, swiped)
+        chunks = []
+        with tqdm(total=users.size, desc=f"ranker {stage}", unit="user", disable=not progress) as bar:
+            for start in range(0, users.size, PROGRESS_EVERY):
+                chunk = users[start : start + PROGRESS_EVERY]
+                pools = _pools(data, ctx, refit, rows_of, seen, chunk)
+                chunks.append(pool_groups(ctx, chunk.tolist(), pools, labels, swiped))
+                bar.update(chunk.size)
+                report(stage, start + chunk.size, users.size)
+        part = PoolGroups.concat(chunks) if chunks else pool_groups(ctx, [], [], labels, swiped)
         per_window[f"{cut:.0%}"] = int(part.sizes.size)
         parts.append(part)
-        bar.update(1)
-    bar.close()
     sizes = np.concatenate([g.sizes for g in parts])
     if sizes.size < 2:
         raise RankerTrainingError(
@@ -439,10 +460,11 @@ def ranker_train(
     register: bool = True,
     created_by: str = "system:train_ranker",
     progress: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> RankerResult:
     """Train the ranker on the tenant's history, write its folder and register a version."""
     config = config or RankerConfig()
-    data = ranker_dataset(tenant=tenant, since=since, groups=groups, progress=progress)
+    data = ranker_dataset(tenant=tenant, since=since, groups=groups, progress=progress, on_progress=on_progress)
     val_rows = _rows_of(data.groups, data.validation)
     calibration = None
     if data.calibration is not None:
