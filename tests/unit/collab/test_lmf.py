@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,16 +31,22 @@ def selective_swipes(seed: int = 0, n: int = 80) -> tuple[object, np.ndarray, np
     rng = np.random.default_rng(seed)
     rate = rng.uniform(0.05, 0.9, size=n)
     appeal = rng.uniform(0.3, 1.0, size=n)
+    data = swipes_on_40(rng, n, lambda u, cands: rate[u] * appeal[cands])
+    return data, rate, appeal
+
+
+def swipes_on_40(rng: np.random.Generator, n: int, p_like: Callable[[int, np.ndarray], np.ndarray]) -> object:
+    """Each of ``n`` profiles swipes on 40 random others, liking each with ``p_like(u, cands)``
+    (like 1, pass -0.5): Interactions on the shared ids 0..n-1."""
     users, items, weights = [], [], []
     for u in range(n):
         cands = rng.choice(np.delete(np.arange(n), u), size=40, replace=False)
-        liked = rng.random(40) < rate[u] * appeal[cands]
+        liked = rng.random(40) < p_like(u, cands)
         users += [u] * 40
         items += cands.tolist()
         weights += np.where(liked, 1.0, -0.5).tolist()
-    data = interactions_from_events(np.asarray(users), np.asarray(items), np.asarray(weights),
+    return interactions_from_events(np.asarray(users), np.asarray(items), np.asarray(weights),
                                     user_map=IdMap(np.arange(n)), shared=True)  # fmt: skip
-    return data, rate, appeal
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -112,16 +119,9 @@ def attribute_swipes(seed: int = 0, n: int = 120) -> tuple[object, np.ndarray, l
         for i in range(n)
     ]
     base = np.where(np.arange(n) % 2 == 0, -2.0, 0.0)  # women are selective
-    users, items, weights = [], [], []
-    for u in range(n):
-        cands = rng.choice(np.delete(np.arange(n), u), size=40, replace=False)
-        logit = base[u] + np.where(religion[cands] == religion[u], 1.5, -1.0)
-        liked = rng.random(40) < 1 / (1 + np.exp(-logit))
-        users += [u] * 40
-        items += cands.tolist()
-        weights += np.where(liked, 1.0, -0.5).tolist()
-    data = interactions_from_events(np.asarray(users), np.asarray(items), np.asarray(weights),
-                                    user_map=IdMap(np.arange(n)), shared=True)  # fmt: skip
+    data = swipes_on_40(
+        rng, n, lambda u, cands: 1 / (1 + np.exp(-(base[u] + np.where(religion[cands] == religion[u], 1.5, -1.0))))
+    )
     return data, religion, profiles
 
 
