@@ -87,8 +87,8 @@ from recommender.ml.ranker import (
     Ranker,
     RankerConfig,
     RankerContext,
-    context_features,
     history_arrays,
+    pool_groups,
 )
 from recommender.ml.structured import CandidateBatch, ProfileFeatures, hard_filter_mask
 from recommender.simulation import build_population, load_sample
@@ -348,27 +348,13 @@ def stack_pools(window: Window, sources: tuple[str, ...], users: np.ndarray) -> 
 
 
 def stack_groups(window: Window, sources: tuple[str, ...], users: np.ndarray, desc: str) -> Groups:
-    """Query groups of ``users`` at ``window``; labelled windows keep only the groups with a like
-    (a group without one teaches LambdaMART nothing)."""
-    xs, ys, sizes, kept, cands_all = [], [], [], [], []
+    """Query groups of ``users`` at ``window`` (:func:`recommender.ml.ranker.pool_groups`, as
+    ``train_ranker --groups pools`` builds them); labelled windows keep only the groups with a like."""
     pools = stack_pools(window, sources, users)
-    for u, cands in tqdm(list(zip(users.tolist(), pools, strict=True)), desc=desc, unit="user", leave=False):
-        y = np.zeros(cands.size, dtype=np.int32)
-        if window.labels is not None:
-            y = np.rint(np.asarray(window.labels[u, cands].todense()).reshape(-1)).astype(np.int32)
-            if not y.any():
-                continue
-        if cands.size == 0:
-            continue
-        xs.append(context_features(window.ctx, u, cands))
-        ys.append(y)
-        sizes.append(cands.size)
-        kept.append(u)
-        cands_all.append(cands)
-    width = len(RANKER_FEATURES)
-    return Groups(np.concatenate(xs) if xs else np.zeros((0, width), np.float32),
-                  np.concatenate(ys) if ys else np.zeros(0, np.int32), np.asarray(sizes, dtype=np.int64),
-                  np.asarray(kept, dtype=np.int64), cands_all)  # fmt: skip
+    bar = tqdm(users.tolist(), desc=desc, unit="user", leave=False)
+    g = pool_groups(window.ctx, bar, pools, window.labels)
+    pool_of = dict(zip(users.tolist(), pools, strict=True))
+    return Groups(g.x, g.y, g.sizes, g.users, [pool_of[u] for u in g.users.tolist()])
 
 
 def stack_top(ranker: Ranker, groups: Groups, users: np.ndarray, k: int) -> np.ndarray:

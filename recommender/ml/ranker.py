@@ -41,7 +41,7 @@ config, metrics); :meth:`Ranker.export_onnx` adds ``ranker.onnx`` (onnxmltools),
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -538,26 +538,30 @@ class PoolGroups:
 
 
 def pool_groups(
-    ctx: RankerContext, users: Sequence[int], pools: Sequence[np.ndarray], labels: Any, swiped: Any
+    ctx: RankerContext, users: Iterable[int], pools: Sequence[np.ndarray], labels: Any, swiped: Any = None
 ) -> PoolGroups:
     """One query group per user whose pool holds something they liked in the label period.
 
-    ``pools[i]``: the dense indices proposed to ``users[i]`` from what was known at the cut;
-    ``labels``: CSR [n, n] of the period's first action per pair (superlike 2, like 1, else 0);
-    ``swiped``: CSR [n, n], non-zero where the user swiped the candidate in the period. A pool
-    with no like teaches LambdaMART nothing and gives no group.
+    ``pools[i]``: the dense indices proposed to the i-th user from what was known at the cut
+    (``users`` may be a progress bar over them); ``labels``: CSR [n, n] of the period's first
+    action per pair (superlike 2, like 1, else 0), or None to rank (every non-empty pool is a
+    group, labels 0); ``swiped``: CSR [n, n], non-zero where the user swiped the candidate in the
+    period (None: nothing shown). A pool with no like teaches LambdaMART nothing and gives no group.
     """
     xs, ys, shown, sizes, kept = [], [], [], [], []
     for u, pool in zip(users, pools, strict=True):
         pool = np.asarray(pool, dtype=np.int64)
         if pool.size == 0:
             continue
-        y = np.rint(np.asarray(labels[u, pool].todense()).reshape(-1)).astype(np.int32)  # [pool]
-        if not y.any():
-            continue
+        y = np.zeros(pool.size, dtype=np.int32)
+        if labels is not None:
+            y = np.rint(np.asarray(labels[u, pool].todense()).reshape(-1)).astype(np.int32)  # [pool]
+            if not y.any():
+                continue
         xs.append(context_features(ctx, int(u), pool))
         ys.append(y)
-        shown.append(np.asarray(swiped[u, pool].todense()).reshape(-1) > 0)
+        swiped_row = np.zeros(pool.size) if swiped is None else np.asarray(swiped[u, pool].todense()).reshape(-1)
+        shown.append(swiped_row > 0)
         sizes.append(pool.size)
         kept.append(int(u))
     if not xs:
