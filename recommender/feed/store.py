@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,6 +117,10 @@ class StoreSnapshot:
     active: np.ndarray  # (n,) bool, status == active when last seen
     created: np.ndarray  # (n,) float64 epoch seconds
     row_of: np.ndarray  # (max_pk + 1,) int64, -1 = not in the store
+    # Derived arrays built on first use and kept for this snapshot's life (a refresh that
+    # changes anything makes a new snapshot): the pre-filter's partition (inherited from the
+    # previous snapshot until rebuilt: _partition) and pk -> row maps of large lookups.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -155,20 +159,93 @@ class StoreSnapshot:
 
     def prefilter_pks(self, user: ProfileFeatures, pks: np.ndarray) -> np.ndarray:
         """(n,) bool: which of ``pks`` (-1 or unknown allowed: False) are active rows passing the
-        structured pre-filter of :meth:`prefilter_rows`."""
+        structured pre-filter of :meth:`prefilter_rows`.
+
+        Called with the same large array on every feed (the collaborative model's columns), so
+        the ``pk -> row`` lookup of an array of more than a quarter of the store is kept for this
+        snapshot, and the rows passing come from :meth:`prefilter_all` instead of a pass over
+        every row."""
         pk_arr = np.asarray(pks, dtype=np.int64)  # (n,)
-        ok = (pk_arr >= 0) & (pk_arr < len(self.row_of))
-        rows = np.full(len(pk_arr), -1, dtype=np.int64)
-        rows[ok] = self.row_of[pk_arr[ok]]
-        ok &= (rows >= 0) & (rows < len(self))
-        out = np.zeros(len(pk_arr), dtype=bool)
-        if 4 * len(pk_arr) > len(self):
-            # most of the store: a pass over its contiguous arrays and one gather beat gathering
-            # each of the mask's eight arrays
-            out[ok] = self._prefilter_mask(user, slice(None))[rows[ok]]
-        else:
+        if 4 * len(pk_arr) <= len(self):
+            rows = self._rows_or_missing(pk_arr)
+            out = np.zeros(len(pk_arr), dtype=bool)
+            ok = rows >= 0
             out[ok] = self._prefilter_mask(user, rows[ok])
-        return out
+            return out
+        rows = self._memo_rows_or_missing(pk_arr)
+        passing = np.zeros(len(self) + 1, dtype=bool)  # the extra last entry answers row -1
+        passing[self.prefilter_all(user)] = True
+        return passing[rows]
+
+    def prefilter_all(self, user: ProfileFeatures) -> np.ndarray:
+        """(r,) every active row passing the pre-filter of :meth:`prefilter_rows`, ascending.
+
+        Reads only the rows of the genders the user seeks whose age is in the user's range: the
+        snapshot's :class:`_Partition` keeps the rows sorted by (gender, age), so each sought
+        gender is one contiguous slice, and the remaining conditions run on that slice alone."""
+        part = self._partition()
+        u_code = GENDER_CODE[user.gender]
+        sought = seeking_mask(user.seeking)
+        lowest, highest = _AGE_RANGE
+        age_lo, age_hi = max(user.age_min, lowest), min(user.age_max, highest)
+        dlat = user.max_distance_km / KM_PER_DEGREE
+        # longitude degrees shrink with latitude; clamp so the poles do not divide by ~0
+        dlon = dlat / max(np.cos(np.radians(user.lat)), 0.01)
+        found = []
+        for code in range(len(GENDER_CODE)):
+            if not sought & (1 << code) or age_lo > age_hi:
+                continue
+            lo = int(np.searchsorted(part.keys, _partition_key(code, age_lo), side="left"))
+            hi = int(np.searchsorted(part.keys, _partition_key(code, age_hi), side="right"))
+            span = slice(lo, hi)
+            ok = (part.seeking[span] & np.uint8(1 << u_code)) != 0
+            ok &= part.age_min[span] <= user.age
+            ok &= part.age_max[span] >= user.age
+            ok &= np.abs(part.lat[span] - user.lat) <= dlat
+            ok &= np.abs(part.lon[span] - user.lon) <= dlon
+            found.append(part.order[lo:hi][ok])
+        rows = np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+        return rows[self.active[rows]]  # ``active`` changes in place (mark_inactive): read it now
+
+    def _partition(self) -> _Partition:
+        """This snapshot's partition; until it is built, the previous snapshot's one.
+
+        A snapshot inherits its predecessor's partition (marked stale) and, in a serving
+        process, rebuilds it on the refresher thread: a build sorts every row (~5 ms at 60,000
+        profiles) and refreshes make a new snapshot every few seconds. Meanwhile the stale one
+        serves: it lacks profiles added since and may hold old preferences of changed ones,
+        which only makes the pre-filter propose a little less or a little more; the exact hard
+        filter runs on every candidate afterwards."""
+        part = self.memo.get("partition")
+        if part is None or (self.memo.get("partition_stale") and not in_background()):
+            part = self._build_partition()
+        elif self.memo.get("partition_stale"):
+            refresh_later(("store-partition", id(self)), self._build_partition)
+        return part
+
+    def _build_partition(self) -> _Partition:
+        part = _Partition.build(self.batch)
+        self.memo["partition"] = part
+        self.memo["partition_stale"] = False
+        return part
+
+    def _rows_or_missing(self, pks: np.ndarray) -> np.ndarray:
+        """(n,) row of each pk, -1 where the store does not hold it."""
+        ok = (pks >= 0) & (pks < len(self.row_of))
+        rows = np.full(len(pks), -1, dtype=np.int64)
+        rows[ok] = self.row_of[pks[ok]]
+        rows[rows >= len(self)] = -1
+        return rows
+
+    def _memo_rows_or_missing(self, pks: np.ndarray) -> np.ndarray:
+        # Keyed by the array's identity, held in the entry so the id cannot be reused; callers
+        # must not change the array in place (the collaborative model's map copies on write).
+        cached = self.memo.get(("rows_of", id(pks)))
+        if cached is not None and cached[0] is pks:
+            return cached[1]
+        rows = self._rows_or_missing(pks)
+        self.memo[("rows_of", id(pks))] = (pks, rows)
+        return rows
 
     def _prefilter_mask(self, user: ProfileFeatures, rows: np.ndarray | slice) -> np.ndarray:
         b = self.batch
@@ -184,6 +261,41 @@ class StoreSnapshot:
         dlon = dlat / max(np.cos(np.radians(user.lat)), 0.01)
         box = (np.abs(b.lat[rows] - user.lat) <= dlat) & (np.abs(b.lon[rows] - user.lon) <= dlon)
         return self.active[rows] & sought & seeks_user & age_ok & box
+
+
+# ages are int16 in the store: shifted by 2**15 they fill the low 16 bits of a partition key
+_AGE_RANGE = (-(2**15), 2**15 - 1)
+
+
+def _partition_key(gender: int, age: int) -> int:
+    return (gender << 16) | (age + 2**15)
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """Every row sorted by (gender, age), with the pre-filter's other columns in that order."""
+
+    keys: np.ndarray  # (n,) int64 sorted _partition_key of each row
+    order: np.ndarray  # (n,) int64 the row at each sorted position
+    seeking: np.ndarray  # (n,) uint8
+    age_min: np.ndarray  # (n,) int16
+    age_max: np.ndarray  # (n,) int16
+    lat: np.ndarray  # (n,) float64
+    lon: np.ndarray  # (n,) float64
+
+    @classmethod
+    def build(cls, b: CandidateBatch) -> _Partition:
+        keys = (b.gender.astype(np.int64) << 16) | (b.age.astype(np.int64) + 2**15)
+        order = np.argsort(keys, kind="stable")
+        return cls(
+            keys=keys[order],
+            order=order,
+            seeking=b.seeking[order],
+            age_min=b.age_min[order],
+            age_max=b.age_max[order],
+            lat=b.lat[order],
+            lon=b.lon[order],
+        )
 
 
 class _Columns:
@@ -250,6 +362,7 @@ class CandidateStore:
         self._median_like_rate: float | None = None
         self._derived_stale = False  # pools and median to recompute at the end of this refresh
         self._snapshot: StoreSnapshot | None = None
+        self._last_snapshot: StoreSnapshot | None = None  # what the next snapshot inherits from
         self._allocate(0)
 
     # ------------------------------------------------------------------ reading
@@ -258,7 +371,7 @@ class CandidateStore:
         snap = self._snapshot
         if snap is None:
             snap = self._make_snapshot()
-            self._snapshot = snap
+            self._snapshot = self._last_snapshot = snap
         return snap
 
     def pools(self) -> tuple[np.ndarray, np.ndarray]:
@@ -518,12 +631,11 @@ class CandidateStore:
         if needed <= capacity:
             return
         new_capacity = max(needed, 2 * capacity, 1024)
-        old = (dict(self._arrays), *self._row_arrays())
+        old_fields, old_rows = dict(self._arrays), self._row_arrays()
         self._allocate(new_capacity)
-        for name, arr in old[0].items():
+        for name, arr in old_fields.items():
             self._arrays[name][:capacity] = arr
-        new = self._row_arrays()
-        for new_arr, old_arr in zip(new, old[1:], strict=True):
+        for new_arr, old_arr in zip(self._row_arrays(), old_rows, strict=True):
             new_arr[:capacity] = old_arr
         self._snapshot = None
 
@@ -549,6 +661,10 @@ class CandidateStore:
 
     def _make_snapshot(self) -> StoreSnapshot:
         n = self._n
+        memo: dict[Any, Any] = {}
+        previous = self._last_snapshot
+        if previous is not None and "partition" in previous.memo:
+            memo.update(partition=previous.memo["partition"], partition_stale=True)
         batch = CandidateBatch(
             ids=self._pks[:n],
             interest_vocab=self._vocab,
@@ -563,6 +679,7 @@ class CandidateStore:
             active=self._active[:n],
             created=self._created[:n],
             row_of=self._row_of,
+            memo=memo,
         )
 
 

@@ -61,7 +61,9 @@ class CollaborativeServing:
     # model row of each profile pk (index = pk): -1 the model never saw it, -2 not looked up yet;
     # an array rather than a dict so that a feed maps its ~1,000 candidates in one gather
     row_of_pk: np.ndarray = field(default_factory=lambda: np.full(0, -2, dtype=np.int64))
-    pk_of_row: np.ndarray = field(init=False)  # (columns,) profile pk of each model column, -1: not mapped
+    # (columns,) profile pk of each model column, -1: not mapped; replaced, never changed in
+    # place, so that a feed's pre-filter can keep its lookup of this array (StoreSnapshot.memo)
+    pk_of_row: np.ndarray = field(init=False)
     complete: bool = False  # every profile of the tenant has been mapped
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,7 +83,10 @@ class CollaborativeServing:
             self._grow(int(pks.max()))
             self.row_of_pk[pks] = found
             known = found >= 0
-            self.pk_of_row[found[known]] = pks[known]
+            if known.any():
+                pk_of_row = self.pk_of_row.copy()
+                pk_of_row[found[known]] = pks[known]
+                self.pk_of_row = pk_of_row
 
     def map_tenant(self) -> None:
         """Map every profile of the tenant (called once, when the version loads)."""
@@ -156,7 +161,8 @@ class CollaborativeServing:
         row = int(self.rows(np.asarray([user_pk], dtype=np.int64))[0])
         cols = np.arange(n, dtype=np.int64)
         if eligible is not None:
-            cols = cols[eligible(self.pk_of_row[:n]) & (cols != row)]
+            pk_of_row = self.pk_of_row  # the same array on every call while the map is unchanged
+            cols = cols[eligible(pk_of_row)[:n] & (cols != row)]
         against_all = getattr(self.model, "logits_for_user", None)
         if against_all is not None:
             uv, vu = against_all(row, cols if eligible is not None else None)  # two matrix-vector products
