@@ -13,7 +13,9 @@ constant rate of ``GET /api/v1/feed?count=20`` (each request a different user, r
 ``--duration`` seconds per rate; then the same rate of ``GET /api/v1/me`` with the same tokens:
 the framework floor (authentication, one profile, JSON) of the same server in the same run.
 Latency is measured from each request's scheduled time, so queueing counts (no coordinated
-omission). Before measuring, a warm-up step lets every worker build its candidate store and
+omission). ``--floor-rates`` then offers ``/api/v1/me`` alone at rising rates until it saturates:
+what the server sustains when a request does no feed work at all, a ceiling for any feed rate.
+Before measuring, a warm-up step lets every worker build its candidate store and
 load the index, as a server does after start. Feeds log their impressions, as in production.
 
 Reported per offered rate: p50/p95/p99, errors and the achieved rate of both endpoints, the
@@ -45,6 +47,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--users", type=int, default=2000, help="distinct users (tokens)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--count", type=int, default=20, help="items per feed")
+    parser.add_argument(
+        "--floor-rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[],
+        help="after the feed steps, GET /api/v1/me alone at these rates (until saturated): the most"
+        " requests/s the server sustains when a request does no feed work at all",
+    )
     parser.add_argument("--concurrency", type=int, default=256, help="most requests in flight (generator)")
     args, rest = parser.parse_known_args(argv)
     return args, rest  # the rest (--population, --size, --reuse, --swipes, --seed) goes to feed_latency
@@ -103,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if saturated(feed, 20 * TARGET_P95_MS):
                 print(f"-- saturated at {rate:g}/s: higher rates not run", flush=True)
                 break
+        floor_steps = _floor_capacity(server, tokens, args, env.var_dir)
     finally:
         server.stop()
     load_after = os.getloadavg()
@@ -138,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "phase_seconds": phases.seconds,
         "steps": steps,
         "highest_rate_feed_p95_under_50ms": max(ok, default=None),
+        "floor_alone": floor_steps,
+        "highest_rate_floor_p95_under_50ms": max(
+            (s["offered_rate"] for s in floor_steps if s["p95_ms"] < TARGET_P95_MS and s["errors"] == 0), default=None
+        ),
         "target": {"rate": TARGET_RATE, "p95_ms": TARGET_P95_MS, "profiles": 1_000_000},
         "target_met_at_this_size": bool(
             at_target and at_target[0]["feed"]["p95_ms"] < TARGET_P95_MS and at_target[0]["feed"]["errors"] == 0
@@ -155,7 +169,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(format_table([*headers, "/me err", "p95 ratio"], rows))
     best = payload["highest_rate_feed_p95_under_50ms"]
     print(f"highest offered rate with feed p95 < {TARGET_P95_MS:g} ms and no errors: {best}")
+    if floor_steps:
+        rows = [[s["offered_rate"], s["achieved_rate"], s["p50_ms"], s["p95_ms"], s["p99_ms"], s["errors"]]
+                for s in floor_steps]  # fmt: skip
+        print("\n/me alone (the framework floor's own capacity):")
+        print(format_table(["offered/s", "ok/s", "p50", "p95", "p99", "errors"], rows))
+        floor_best = payload["highest_rate_floor_p95_under_50ms"]
+        print(f"highest offered rate with /me p95 < {TARGET_P95_MS:g} ms: {floor_best}")
     print(f"written {path.relative_to(REPO_DIR)}")
+
+
+def _floor_capacity(server: Gunicorn, tokens: list[str], args: Any, var_dir: Any) -> list[dict[str, Any]]:
+    """``/api/v1/me`` alone at each of ``--floor-rates`` until saturated: a feed does all of this
+    request's work (authentication, one profile, JSON) and then its own, so no feed rate can be
+    sustained above the rate this one saturates at."""
+    steps = []
+    for rate in args.floor_rates:
+        drain(server.url)
+        summary = step_summary(load_step(_spec(server, "/api/v1/me", tokens, rate, args.duration, args), var_dir))
+        steps.append(summary)
+        print(f"-- /me alone {rate:g}/s  p50 {summary['p50_ms']} p95 {summary['p95_ms']} errors {summary['errors']}")
+        if saturated(summary, 20 * TARGET_P95_MS):
+            break
+    return steps
 
 
 def _spec(server: Gunicorn, path: str, tokens: list[str], rate: float, duration: float, args: Any) -> dict[str, Any]:
