@@ -33,7 +33,7 @@ from typing import Any
 
 from bench import feed_latency
 from bench.common import REPO_DIR, Phases, backend_info, format_table, isolate, machine_info, setup_django, write_result
-from bench.server import Gunicorn, drain, load_step, saturated, step_summary
+from bench.server import CpuMeter, Gunicorn, drain, load_step, saturated, step_summary
 
 TARGET_P95_MS = 50.0
 TARGET_RATE = 200.0
@@ -92,9 +92,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             load_step(_spec(server, feed_path, tokens, 10, args.warmup, args), env.var_dir)
         for rate in args.rates:
             drained = drain(server.url)
-            feed = step_summary(load_step(_spec(server, feed_path, tokens, rate, args.duration, args), env.var_dir))
+            feed = _measured_step(server, _spec(server, feed_path, tokens, rate, args.duration, args), env.var_dir)
             drained += drain(server.url)
-            floor = step_summary(load_step(_spec(server, "/api/v1/me", tokens, rate, args.duration, args), env.var_dir))
+            floor = _measured_step(server, _spec(server, "/api/v1/me", tokens, rate, args.duration, args), env.var_dir)
             step = {
                 "offered_rate": rate,
                 "feed": feed,
@@ -167,6 +167,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nhttp_load {name}: {profiles:,} profiles, {args.workers} gunicorn workers")
     headers = ["offered/s", "feed ok/s", "feed p50", "feed p95", "feed p99", "feed err", "/me p50", "/me p95"]
     print(format_table([*headers, "/me err", "p95 ratio"], rows))
+    parts = ("server", "postgres", "other", "machine")
+    cpu_rows = [
+        [s["offered_rate"], name, *(s[key]["cpu_ms_per_request"].get(k) for k in parts)]
+        for s in steps
+        for name, key in (("feed", "feed"), ("/me", "floor_me"))
+    ]
+    for s in floor_steps:
+        cpu_rows.append([s["offered_rate"], "/me alone", *(s["cpu_ms_per_request"].get(k) for k in parts)])
+    print("\nCPU ms per request (server = gunicorn, other = the load generator and the rest of the machine):")
+    print(format_table(["offered/s", "endpoint", "server", "postgres", "other", "machine"], cpu_rows))
     best = payload["highest_rate_feed_p95_under_50ms"]
     print(f"highest offered rate with feed p95 < {TARGET_P95_MS:g} ms and no errors: {best}")
     if floor_steps:
@@ -179,6 +189,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"written {path.relative_to(REPO_DIR)}")
 
 
+def _measured_step(server: Gunicorn, spec: dict[str, Any], var_dir: Any) -> dict[str, Any]:
+    """One load step's summary, with the CPU each part of the machine spent per request."""
+    assert server.proc is not None
+    with CpuMeter(server.proc.pid) as cpu:
+        out = load_step(spec, var_dir)
+    summary = step_summary(out)
+    summary["cpu_seconds"] = cpu.seconds
+    summary["cpu_ms_per_request"] = cpu.per_request_ms(summary["requests"])
+    return summary
+
+
 def _floor_capacity(server: Gunicorn, tokens: list[str], args: Any, var_dir: Any) -> list[dict[str, Any]]:
     """``/api/v1/me`` alone at each of ``--floor-rates`` until saturated: a feed does all of this
     request's work (authentication, one profile, JSON) and then its own, so no feed rate can be
@@ -186,7 +207,7 @@ def _floor_capacity(server: Gunicorn, tokens: list[str], args: Any, var_dir: Any
     steps = []
     for rate in args.floor_rates:
         drain(server.url)
-        summary = step_summary(load_step(_spec(server, "/api/v1/me", tokens, rate, args.duration, args), var_dir))
+        summary = _measured_step(server, _spec(server, "/api/v1/me", tokens, rate, args.duration, args), var_dir)
         steps.append(summary)
         print(f"-- /me alone {rate:g}/s  p50 {summary['p50_ms']} p95 {summary['p95_ms']} errors {summary['errors']}")
         if saturated(summary, 20 * TARGET_P95_MS):

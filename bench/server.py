@@ -299,3 +299,73 @@ def saturated(summary: dict[str, Any], p95_limit_ms: float) -> bool:
     """A step the server could not keep up with: errors, or p95 beyond ``p95_limit_ms``; higher
     offered rates would only measure the queue."""
     return summary["errors"] > 0.05 * summary["requests"] or summary["p95_ms"] > p95_limit_ms
+
+
+# --- CPU accounting ----------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds used during a block by the server (gunicorn master and workers), by PostgreSQL
+    (every ``postgres`` process: the backends serving the server and any other) and by the whole
+    machine (so the rest: the load generator and anything else running).
+
+    On a machine with few cores the question under load is where the CPU goes; per request,
+    these say how many requests per second the cores could serve at best.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.seconds: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._sample()
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        self.seconds = {k: round(end[k] - self._start.get(k, 0.0), 2) for k in end}
+        self.seconds["wall"] = round(time.monotonic() - self._wall, 2)
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        """CPU milliseconds per request of each group (and ``other`` = machine - server - PG)."""
+        if requests <= 0 or not self.seconds:
+            return {}
+        s = self.seconds
+        other = s["machine"] - s["server"] - s["postgres"]
+        return {
+            "server": round(1000 * s["server"] / requests, 2),
+            "postgres": round(1000 * s["postgres"] / requests, 2),
+            "other": round(1000 * other / requests, 2),
+            "machine": round(1000 * s["machine"] / requests, 2),
+        }
+
+    def _sample(self) -> dict[str, float]:
+        import psutil
+
+        # processes that exited during the block (a recycled worker) are not counted: steps are
+        # short and gunicorn does not recycle sync workers unless told to
+        server = 0.0
+        try:
+            root = psutil.Process(self.server_pid)
+            for proc in [root, *root.children(recursive=True)]:
+                server += _cpu_seconds(proc)
+        except psutil.NoSuchProcess:
+            pass
+        postgres = 0.0
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] in ("postgres", "postmaster"):
+                postgres += _cpu_seconds(proc)
+        times = psutil.cpu_times()
+        machine = times.user + times.system + sum(getattr(times, k, 0.0) for k in ("nice", "irq", "softirq"))
+        return {"server": server, "postgres": postgres, "machine": machine}
+
+
+def _cpu_seconds(proc: Any) -> float:
+    import psutil
+
+    try:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
