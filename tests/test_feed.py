@@ -19,7 +19,13 @@ from django.utils import timezone
 from recommender.feed.scoring import PASSED_YOU_FACTOR, exploration_slots
 from recommender.feed.store import candidate_store
 from recommender.models import Impression, Match, Profile, ProfileStatus, Swipe, Tenant
-from recommender.services.events import MatchIn, SwipeIn, match_events_ingest, swipe_batch_ingest
+from recommender.services.events import (
+    MatchIn,
+    SwipeIn,
+    impressions_record_served,
+    match_events_ingest,
+    swipe_batch_ingest,
+)
 from recommender.services.feed import (
     FeedFilters,
     FeedResult,
@@ -365,8 +371,27 @@ def test_impressions_are_logged_with_the_model_version(tenant, user, man):
     assert [r.position for r in rows] == [0, 1, 2, 3]
     assert {r.model_version for r in rows} == {result.model_version}
     assert {r.experiment_arm for r in rows} == {"reciprocal"}
+    assert {(r.tenant_id, r.context_hash) for r in rows} == {(tenant.pk, "feed:reciprocal")}
+    assert all(r.occurred_at <= r.received_at <= timezone.now() for r in rows)
     feed_for(tenant=tenant, user=user, count=4, log_impressions=False)
     assert Impression.objects.filter(user=user).count() == 4
+
+
+def test_logging_the_same_served_feed_twice_stores_it_once(tenant, user, man):
+    candidates = [man(km_north=1.0 + i).pk for i in range(3)]
+    served = {
+        "tenant": tenant,
+        "user": user,
+        "candidate_ids": candidates,
+        "model_version": "feed-v1",
+        "experiment_arm": "reciprocal",
+        "context_hash": "feed:reciprocal",
+        "timestamp": timezone.now(),
+    }
+    impressions_record_served(**served)
+    impressions_record_served(**served)  # a retry: the unique (user, candidate, time) holds
+    rows = Impression.objects.filter(user=user).order_by("position")
+    assert list(rows.values_list("candidate_id", "position")) == [(pk, i) for i, pk in enumerate(candidates)]
 
 
 # --------------------------------------------------------------------------- filters
