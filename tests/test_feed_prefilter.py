@@ -9,7 +9,7 @@ partition was built.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -127,43 +127,48 @@ def _successor(snap: StoreSnapshot, people: list[ProfileFeatures], active: np.nd
     return replace(fresh, memo={"partition": snap.memo["partition"], "partition_stale": True})
 
 
-def _moved_away(people: list[ProfileFeatures], rows: np.ndarray) -> list[ProfileFeatures]:
+@dataclass(frozen=True)
+class _Refreshed:
+    """A snapshot after a refresh that moved two of the user's pre-filtered rows far away."""
+
+    user: ProfileFeatures
+    found_before: list[int]  # the rows passing before the move
+    expected: list[int]  # the rows passing after it, by the definition
+    snapshot: StoreSnapshot  # the successor, holding the old partition marked stale
+
+
+def _refreshed(seed: int) -> _Refreshed:
+    people = _population(300, seed)
+    active = np.ones(300, dtype=bool)
+    user = next(u for u in _population(50, seed + 1) if len(_by_definition(u, people, active)) >= 4)
+    old = _snapshot(people, active)
+    found = old.prefilter_all(user)  # builds the partition the successor inherits
     moved = list(people)
-    for row in rows.tolist():
+    for row in found[:2].tolist():
         moved[row] = replace(moved[row], lat=moved[row].lat + 20.0)  # far outside every box
-    return moved
+    expected = _by_definition(user, moved, active)
+    assert expected == found[2:].tolist()
+    return _Refreshed(user, found.tolist(), expected, _successor(old, moved, active))
 
 
 def test_without_a_refresher_a_stale_partition_is_rebuilt_before_use(settings: Any) -> None:
     settings.SERVING_REFRESH_IN_BACKGROUND = False
-    people = _population(300, 21)
-    active = np.ones(300, dtype=bool)
-    user = next(u for u in _population(50, 22) if len(_by_definition(u, people, active)) >= 4)
-    old = _snapshot(people, active)
-    found = old.prefilter_all(user)
-    moved = _moved_away(people, found[:2])
-    new = _successor(old, moved, active)
-    assert new.prefilter_all(user).tolist() == _by_definition(user, moved, active) == found[2:].tolist()
+    case = _refreshed(21)
+    assert case.snapshot.prefilter_all(case.user).tolist() == case.expected
 
 
 def test_in_a_serving_process_the_stale_partition_serves_while_the_refresher_rebuilds_it(
     settings: Any,
 ) -> None:
     settings.SERVING_REFRESH_IN_BACKGROUND = True
+    case = _refreshed(23)
     release = threading.Event()
-    people = _population(300, 23)
-    active = np.ones(300, dtype=bool)
-    user = next(u for u in _population(50, 24) if len(_by_definition(u, people, active)) >= 4)
-    old = _snapshot(people, active)
-    found = old.prefilter_all(user)
-    moved = _moved_away(people, found[:2])
-    new = _successor(old, moved, active)
     # hold the refresher thread, so the request's answer is the stale partition's for sure
     refresher.refresh_later("test-hold", release.wait)
     try:
-        assert new.prefilter_all(user).tolist() == found.tolist()  # the old preferences, at once
+        assert case.snapshot.prefilter_all(case.user).tolist() == case.found_before  # old preferences, at once
     finally:
         release.set()
     assert refresher.wait_idle(10.0)
-    assert new.memo["partition_stale"] is False
-    assert new.prefilter_all(user).tolist() == _by_definition(user, moved, active) == found[2:].tolist()
+    assert case.snapshot.memo["partition_stale"] is False
+    assert case.snapshot.prefilter_all(case.user).tolist() == case.expected
