@@ -343,8 +343,8 @@ class CpuMeter:
     def _sample(self) -> dict[str, float]:
         import psutil
 
-        # processes that exited during the block (a recycled worker) are not counted: steps are
-        # short and gunicorn does not recycle sync workers unless told to
+        # a process that exits during the block is counted through its parent's reaped-children
+        # times (gunicorn's master, PostgreSQL's postmaster): _cpu_seconds
         server = 0.0
         try:
             root = psutil.Process(self.server_pid)
@@ -366,6 +366,8 @@ def _cpu_seconds(proc: Any) -> float:
 
     try:
         t = proc.cpu_times()
-        return float(t.user + t.system)
+        # children_*: exited children the process reaped (a PostgreSQL backend whose connection
+        # closed during the block); without them a group's total could go down
+        return float(t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0))
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0.0
