@@ -183,17 +183,17 @@ class StoreSnapshot:
         Reads only the rows of the genders the user seeks whose age is in the user's range: the
         snapshot's :class:`_Partition` keeps the rows sorted by (gender, age), so each sought
         gender is one contiguous slice, and the remaining conditions run on that slice alone."""
+        lowest, highest = _AGE_RANGE
+        age_lo, age_hi = max(user.age_min, lowest), min(user.age_max, highest)
+        if age_lo > age_hi:
+            return np.empty(0, dtype=np.int64)
         part = self._partition()
         u_code = GENDER_CODE[user.gender]
         sought = seeking_mask(user.seeking)
-        lowest, highest = _AGE_RANGE
-        age_lo, age_hi = max(user.age_min, lowest), min(user.age_max, highest)
-        dlat = user.max_distance_km / KM_PER_DEGREE
-        # longitude degrees shrink with latitude; clamp so the poles do not divide by ~0
-        dlon = dlat / max(np.cos(np.radians(user.lat)), 0.01)
+        dlat, dlon = _box(user)
         found = []
         for code in range(len(GENDER_CODE)):
-            if not sought & (1 << code) or age_lo > age_hi:
+            if not sought & (1 << code):
                 continue
             lo = int(np.searchsorted(part.keys, _partition_key(code, age_lo), side="left"))
             hi = int(np.searchsorted(part.keys, _partition_key(code, age_hi), side="right"))
@@ -247,7 +247,7 @@ class StoreSnapshot:
         self.memo[("rows_of", id(pks))] = (pks, rows)
         return rows
 
-    def _prefilter_mask(self, user: ProfileFeatures, rows: np.ndarray | slice) -> np.ndarray:
+    def _prefilter_mask(self, user: ProfileFeatures, rows: np.ndarray) -> np.ndarray:
         b = self.batch
         gender = b.gender[rows]
         u_code = GENDER_CODE[user.gender]
@@ -256,18 +256,25 @@ class StoreSnapshot:
         age = b.age[rows]
         age_ok = (age >= user.age_min) & (age <= user.age_max) & (b.age_min[rows] <= user.age)
         age_ok &= b.age_max[rows] >= user.age
-        dlat = user.max_distance_km / KM_PER_DEGREE
-        # longitude degrees shrink with latitude; clamp so the poles do not divide by ~0
-        dlon = dlat / max(np.cos(np.radians(user.lat)), 0.01)
+        dlat, dlon = _box(user)
         box = (np.abs(b.lat[rows] - user.lat) <= dlat) & (np.abs(b.lon[rows] - user.lon) <= dlon)
         return self.active[rows] & sought & seeks_user & age_ok & box
+
+
+def _box(user: ProfileFeatures) -> tuple[float, float]:
+    """(half height, half width) in degrees of the lat/lon box around the user that holds every
+    point within their maximum distance."""
+    dlat = user.max_distance_km / KM_PER_DEGREE
+    # longitude degrees shrink with latitude; clamp so the poles do not divide by ~0
+    return dlat, dlat / max(float(np.cos(np.radians(user.lat))), 0.01)
 
 
 # ages are int16 in the store: shifted by 2**15 they fill the low 16 bits of a partition key
 _AGE_RANGE = (-(2**15), 2**15 - 1)
 
 
-def _partition_key(gender: int, age: int) -> int:
+def _partition_key(gender: Any, age: Any) -> Any:
+    """The sort key of (gender code, age): ints, or int64 arrays of them."""
     return (gender << 16) | (age + 2**15)
 
 
@@ -285,7 +292,7 @@ class _Partition:
 
     @classmethod
     def build(cls, b: CandidateBatch) -> _Partition:
-        keys = (b.gender.astype(np.int64) << 16) | (b.age.astype(np.int64) + 2**15)
+        keys = _partition_key(b.gender.astype(np.int64), b.age.astype(np.int64))
         order = np.argsort(keys, kind="stable")
         return cls(
             keys=keys[order],
