@@ -9,11 +9,12 @@ from __future__ import annotations
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from recommender.services.index import index_build
 from recommender.training.datasets import datasets_build
 from recommender.training.extract import events_extract
-from recommender.training.ranker import GROUP_KINDS
+from recommender.training.ranker import GROUP_KINDS, GroupKind
 from recommender.training.tasks import parse_start
 from recommender.training.train import TRAINABLE, collaborative_train
 from registry.models import ModelVersion
@@ -81,11 +82,15 @@ def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
     start = parse_start(str(since)) if since else None
     if start is not None and timezone.is_naive(start):
         start = timezone.make_aware(start)
-    groups = str(ctx.params.get("groups") or "impressions")
+    # one of GROUP_KINDS: the job's declared parameters are checked before it starts
+    groups = cast(GroupKind, str(ctx.params.get("groups") or "impressions"))
     result = ranker_train(
-        tenant=ctx.tenant, since=start, groups=groups, created_by=ctx.created_by,  # type: ignore[arg-type]
+        tenant=ctx.tenant,
+        since=start,
+        groups=groups,
+        created_by=ctx.created_by,
         on_progress=lambda stage, done, total: ctx.progress(stage=stage, done=done, total=total),
-    )  # fmt: skip  # type: ignore[arg-type]
+    )
     return _version(result.version_id)
 
 
