@@ -344,7 +344,7 @@ def impressions_record_served(
     """
     if connection.vendor == "postgresql":
         # one array per column: ~0.15 ms of client CPU against ~1 ms for bulk_create's 20 model
-        # instances and 180 placeholders, on every feed served
+        # instances and 180 placeholders (measured once in-process), on every feed served
         with connection.cursor() as cursor:
             shared = [tenant.pk, user.pk, context_hash, model_version, experiment_arm, timestamp, timezone.now()]
             rows = [list(candidate_ids), list(range(len(candidate_ids)))]  # candidate, position
