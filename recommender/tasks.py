@@ -42,6 +42,18 @@ def embed_profile(self: Task, profile_id: int) -> int:
         return 0
 
 
+@shared_task(name="recommender.tasks.embed_profiles", soft_time_limit=15 * 60, time_limit=16 * 60, **_RETRYING)
+def embed_profiles(self: Task, profile_ids: list[int]) -> int:
+    """(Re)embed a batch of profiles (bulk onboarding: the profile batch endpoint, import_profiles):
+    one model call per 256 texts instead of one task and one call per profile. Unchanged text is
+    skipped, so running twice costs one query per 256 profiles."""
+    try:
+        return embeddings_upsert(profile_ids=profile_ids)
+    except EmbeddingUnavailable as exc:
+        logger.warning("%d profiles not embedded: %s", len(profile_ids), exc)
+        return 0
+
+
 @shared_task(name="recommender.tasks.build_index", soft_time_limit=55 * 60, time_limit=60 * 60, **_RETRYING)
 def build_index(self: Task, tenant_id: int) -> dict[str, Any] | None:
     tenant = Tenant.objects.get(pk=tenant_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from recommender.models import Profile, ProfileStatus
 from recommender.services.profiles import profile_set_status
 from safety import serving
 from safety.ml import LABELS
+from safety.ml.classifier import SafetyResult
 from safety.models import (
     Action,
     Appeal,
@@ -118,21 +119,39 @@ def profile_classify(*, profile_id: int, force: bool = False) -> ClassifyOutcome
     if profile is None:
         return ClassifyOutcome(None, skipped="profile gone")
     if profile.status == ProfileStatus.ERASED:
-        # An erased profile is a tombstone: nothing left to moderate.
-        QueueItem.objects.filter(profile=profile, status=ItemStatus.OPEN).update(
-            status=ItemStatus.DECIDED, decided_at=timezone.now(), claimed_by=None, claim_expires_at=None
-        )
-        return ClassifyOutcome(None, skipped="erased")
-    current_version = serving.classifier_for(profile.tenant_id).version
+        return _close_erased(profile)
     text = profile_safety_text(profile)
     digest = text_hash(text)
-    existing = ProfileSafetyScore.objects.filter(profile=profile).first()
-    if not force and existing and existing.text_hash == digest and existing.model_version == current_version:
+    existing = _unchanged_score(profile, digest, force=force)
+    if existing is not None:
         # Status-only changes (our own hide, a moderator's restore) come back through the hook:
         # same text, same model, nothing to do. This is what stops hide -> hook -> hide loops.
         return ClassifyOutcome(existing, skipped="unchanged")
     results, version, _ = serving.classify(profile.tenant_id, [text], [behaviour_signals(profile)])
-    result = results[0]
+    return _record_classification(profile, results[0], version, text, digest)
+
+
+def _close_erased(profile: Profile) -> ClassifyOutcome:
+    # An erased profile is a tombstone: nothing left to moderate.
+    QueueItem.objects.filter(profile=profile, status=ItemStatus.OPEN).update(
+        status=ItemStatus.DECIDED, decided_at=timezone.now(), claimed_by=None, claim_expires_at=None
+    )
+    return ClassifyOutcome(None, skipped="erased")
+
+
+def _unchanged_score(profile: Profile, digest: str, *, force: bool) -> ProfileSafetyScore | None:
+    """The stored score when it is for this text and the tenant's current model (nothing to do)."""
+    existing = ProfileSafetyScore.objects.filter(profile=profile).first()
+    current_version = serving.classifier_for(profile.tenant_id).version
+    if not force and existing and existing.text_hash == digest and existing.model_version == current_version:
+        return existing
+    return None
+
+
+def _record_classification(
+    profile: Profile, result: SafetyResult, version: str, text: str, digest: str
+) -> ClassifyOutcome:
+    """Store a classification; open or update the review item and auto-hide over the thresholds."""
     score, _ = ProfileSafetyScore.objects.update_or_create(
         profile=profile,
         defaults={
@@ -159,29 +178,65 @@ def profile_classify(*, profile_id: int, force: bool = False) -> ClassifyOutcome
     item.flagged_labels = sorted(set(item.flagged_labels) | set(flagged))
     auto_hidden = False
     if over_hide and profile.status == ProfileStatus.ACTIVE:
-        before = profile.status
-        profile_set_status(profile=profile, status=ProfileStatus.HIDDEN)
-        top = max(over_hide, key=lambda k: result.labels[k])
-        Decision.objects.create(
-            tenant_id=profile.tenant_id,
-            item=item,
-            profile=profile,
-            automated=True,
-            action=Action.AUTO_HIDE,
-            policy_label=LABEL_POLICY[top],
-            rationale=f"{SYSTEM_RATIONALE_PREFIX} "
-            + ", ".join(f"{k} {result.labels[k]:.3f} >= {hide[k]:.2f}" for k in over_hide),
-            status_before=before,
-            status_after=ProfileStatus.HIDDEN,
-            scores=result.labels,
-            model_version=version,
-            text_snapshot=text,
-            text_hash=digest,
-        )
+        _auto_hide(profile, item, result, version, text, digest, over_hide)
         item.auto_hidden = auto_hidden = True
     item.rank_key = _rank_key(item)
     item.save(update_fields=["severity", "flagged_labels", "auto_hidden", "rank_key"])
     return ClassifyOutcome(score, queued=True, auto_hidden=auto_hidden)
+
+
+def _auto_hide(
+    profile: Profile, item: QueueItem, result: SafetyResult, version: str, text: str, digest: str, over: list[str]
+) -> None:
+    hide = settings.SAFETY_AUTOHIDE_THRESHOLDS
+    before = profile.status
+    profile_set_status(profile=profile, status=ProfileStatus.HIDDEN)
+    top = max(over, key=lambda k: result.labels[k])
+    Decision.objects.create(
+        tenant_id=profile.tenant_id,
+        item=item,
+        profile=profile,
+        automated=True,
+        action=Action.AUTO_HIDE,
+        policy_label=LABEL_POLICY[top],
+        rationale=f"{SYSTEM_RATIONALE_PREFIX} "
+        + ", ".join(f"{k} {result.labels[k]:.3f} >= {hide[k]:.2f}" for k in over),
+        status_before=before,
+        status_after=ProfileStatus.HIDDEN,
+        scores=result.labels,
+        model_version=version,
+        text_snapshot=text,
+        text_hash=digest,
+    )
+
+
+def profiles_classify(*, profile_ids: Sequence[int], force: bool = False) -> list[ClassifyOutcome]:
+    """Classify many profiles (bulk onboarding) with one model call per tenant, then record each
+    result exactly as :func:`profile_classify` does, in one short transaction per profile.
+
+    The model runs outside any transaction (seconds for hundreds of texts); a profile whose text
+    changed meanwhile is left to the classification its own change enqueued.
+    """
+    outcomes: list[ClassifyOutcome] = []
+    todo: dict[int, list[tuple[Profile, str, str]]] = {}  # tenant id -> (profile, text, digest)
+    for profile in Profile.objects.select_related("tenant").filter(pk__in=list(profile_ids)).order_by("pk"):
+        text = profile_safety_text(profile)
+        digest = text_hash(text)
+        if profile.status == ProfileStatus.ERASED or _unchanged_score(profile, digest, force=force) is not None:
+            outcomes.append(profile_classify(profile_id=profile.pk, force=force))  # the cheap paths
+        else:
+            todo.setdefault(profile.tenant_id, []).append((profile, text, digest))
+    for tenant_id, items in todo.items():
+        signals = [behaviour_signals(p) for p, _t, _d in items]
+        results, version, _ = serving.classify(tenant_id, [t for _p, t, _d in items], signals)
+        for (profile, text, digest), result in zip(items, results, strict=True):
+            with transaction.atomic():
+                current = Profile.objects.select_for_update().filter(pk=profile.pk).first()
+                if current is None or current.status == ProfileStatus.ERASED or profile_safety_text(current) != text:
+                    outcomes.append(ClassifyOutcome(None, skipped="changed meanwhile"))
+                    continue
+                outcomes.append(_record_classification(current, result, version, text, digest))
+    return outcomes
 
 
 def _approved_as_is(profile: Profile, digest: str) -> bool:

@@ -17,6 +17,21 @@ def classify_profile(profile_id: int, force: bool = False) -> dict[str, Any]:
     return {"queued": outcome.queued, "auto_hidden": outcome.auto_hidden, "skipped": outcome.skipped}
 
 
+@shared_task(name="safety.tasks.classify_profiles", acks_late=True, soft_time_limit=15 * 60, time_limit=16 * 60)
+def classify_profiles(profile_ids: list[int], force: bool = False) -> dict[str, int]:
+    """Classify a batch of profiles (bulk onboarding) with one model call: the batch variant of
+    ``classify_profile``, with the same outcome per profile."""
+    from safety.services import profiles_classify
+
+    outcomes = profiles_classify(profile_ids=profile_ids, force=force)
+    return {
+        "profiles": len(outcomes),
+        "queued": sum(o.queued for o in outcomes),
+        "auto_hidden": sum(o.auto_hidden for o in outcomes),
+        "skipped": sum(bool(o.skipped) for o in outcomes),
+    }
+
+
 @shared_task(name="safety.tasks.classify_unscored")
 def classify_unscored(limit: int = 5_000) -> int:
     """Score profiles whose on-commit classification was lost (broker down, worker crash)."""

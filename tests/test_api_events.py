@@ -49,7 +49,7 @@ def test_swipe_batch_is_stored(service_client, pair):
     woman, man = pair
     response = service_client.post(SWIPES, swipe_batch(woman, [man]), format="json")
     assert response.status_code == 201, response.json()
-    assert response.json() == {"received": 1, "created": 1, "duplicates": 0, "matches": []}
+    assert response.json() == {"received": 1, "created": 1, "duplicates": 0, "sampled_out": 0, "matches": []}
     swipe = Swipe.objects.get()
     assert (swipe.user, swipe.candidate, swipe.action, swipe.duration_ms) == (woman, man, "like", 1200)
     assert swipe.client_event_id == "e-0"
@@ -68,7 +68,7 @@ def test_resend_is_idempotent(service_client, make_profile):
     assert service_client.post(SWIPES, body, format="json").json()["created"] == 3
     again = service_client.post(SWIPES, body, format="json")
     assert again.status_code == 200
-    assert again.json() == {"received": 3, "created": 0, "duplicates": 3, "matches": []}
+    assert again.json() == {"received": 3, "created": 0, "duplicates": 3, "sampled_out": 0, "matches": []}
     assert Swipe.objects.count() == 3
 
 
@@ -205,6 +205,18 @@ def test_impressions_are_stored_and_idempotent(service_client, make_profile):
     rows = Impression.objects.order_by("position")
     assert [r.position for r in rows] == [0, 1, 2]
     assert {r.model_version for r in rows} == {"v3"} and {r.experiment_arm for r in rows} == {"treatment"}
+
+
+def test_untagged_impressions_from_the_app_are_all_stored(user_client_for, make_profile):
+    """No sampling: an app sending impressions without model_version / experiment_arm gets every
+    one stored, for every user (they used to be kept for a 10 % panel of users only)."""
+    users = [make_profile() for _ in range(30)]
+    cands = [make_profile(gender="man", seeking=["woman"]) for _ in range(2)]
+    for user in users:
+        body = {"candidate_ids": [str(c.external_id) for c in cands], "positions": [0, 1], "timestamp": now_iso()}
+        answer = user_client_for(user).post(IMPRESSIONS, body, format="json").json()
+        assert (answer["received"], answer["created"], answer["sampled_out"]) == (2, 2, 0)
+    assert Impression.objects.count() == 60
 
 
 def test_match_events_are_stored_once(service_client, pair):

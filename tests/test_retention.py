@@ -1,5 +1,5 @@
-"""Data guardrails: the retention window of raw events (with the Elo aggregates kept), sampled
-non-essential analytics, and exports that carry no raw ids or personal fields.
+"""Data guardrails: the retention window of raw events (with the Elo aggregates kept), every
+impression stored (none sampled away), and exports that carry no raw ids or personal fields.
 
 Audit of model deployments: every path that changes the served version (auto-activation,
 activate, rollback, deactivate, experiment start/stop/promote, the ``activate_model`` command) is
@@ -23,7 +23,7 @@ from recommender.ml.elo import rebuild_ratings
 from recommender.models import EloBaseline, EloRating, Impression, Match, Profile, Swipe, Tenant
 from recommender.services.elo import elo_config, elo_rebuild
 from recommender.services.events import ImpressionBatchIn, SwipeIn, impression_batch_ingest, swipe_batch_ingest
-from recommender.services.retention import analytics_keep, events_prune, retention_cutoff
+from recommender.services.retention import events_prune, retention_cutoff
 from recommender.training.extract import events_extract, export_hash
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -151,22 +151,12 @@ def test_prune_task_is_scheduled_and_runs(tenant, make_profile, settings):
     assert out["swipes_deleted"] == 2 and Swipe.objects.count() == 1
 
 
-# --- Analytics sampling ------------------------------------------------------------------------
+# --- No sampling: every impression is stored ----------------------------------------------------
 
 
-def test_sampling_is_deterministic_and_close_to_the_rate(tenant):
-    subjects = [uuid.UUID(int=i) for i in range(4000)]
-    kept = [s for s in subjects if analytics_keep(tenant_id=tenant.pk, subject=s, rate=0.1)]
-    assert 320 <= len(kept) <= 480  # 400 expected; 5 sigma is ~95
-    assert kept == [s for s in subjects if analytics_keep(tenant_id=tenant.pk, subject=s, rate=0.1)]
-    # A wider rate keeps a superset: raising it never drops a panel member.
-    assert set(kept) <= {s for s in subjects if analytics_keep(tenant_id=tenant.pk, subject=s, rate=0.3)}
-    assert all(analytics_keep(tenant_id=tenant.pk, subject=s, rate=1.0) for s in subjects[:50])
-    assert not any(analytics_keep(tenant_id=tenant.pk, subject=s, rate=0.0) for s in subjects[:50])
-
-
-def test_untagged_impressions_are_sampled_tagged_ones_always_kept(tenant, make_profile, service_client, settings):
-    settings.ANALYTICS_SAMPLE_RATE = 0.1
+def test_untagged_impressions_are_all_stored_like_tagged_ones(make_profile, service_client):
+    """Impressions are training data: an untagged one (no model_version, no experiment_arm) is
+    stored for every user, as a tagged one is, and the answer says nothing was sampled out."""
     candidate = make_profile(gender="man", seeking=["woman"])
     users = [make_profile() for _ in range(60)]
     for user in users:
@@ -178,17 +168,19 @@ def test_untagged_impressions_are_sampled_tagged_ones_always_kept(tenant, make_p
                 {**body, "timestamp": ts, "context_hash": json.dumps(tag), **tag},
                 format="json",
             )
-            assert response.status_code in (200, 201), response.content
+            assert response.status_code == 201, response.content
+            assert response.json()["created"] == 1 and response.json()["sampled_out"] == 0
     untagged = Impression.objects.filter(model_version="", experiment_arm="")
-    panel = {u.pk for u in users if analytics_keep(tenant_id=tenant.pk, subject=u.external_id)}
-    assert set(untagged.values_list("user_id", flat=True)) == panel
-    assert len(panel) < 20  # about 6 of 60
+    assert set(untagged.values_list("user_id", flat=True)) == {u.pk for u in users}
     assert Impression.objects.filter(model_version="v7").count() == 60
     assert Impression.objects.filter(experiment_arm="x1:a").count() == 60
 
 
-def test_bad_untagged_impressions_are_still_refused(make_profile, service_client, settings):
-    settings.ANALYTICS_SAMPLE_RATE = 0.0
+def test_the_sampling_setting_is_gone():
+    assert not hasattr(django_settings, "ANALYTICS_SAMPLE_RATE")
+
+
+def test_bad_untagged_impressions_are_still_refused(make_profile, service_client):
     user = make_profile()
     body = {
         "user_id": str(user.external_id),

@@ -45,6 +45,7 @@ ROUTES: dict[str, tuple[tuple[str, ...], str]] = {
     "api/v1/ml/profiles/rank/batch": (("post",), "service"),
     "api/v1/ml/health": (("get",), "service"),
     "internal/v1/profiles": (("post",), "service"),
+    "internal/v1/profiles/batch": (("post",), "service"),
     "internal/v1/profiles/<uuid:external_id>": (("get", "patch", "delete"), "service"),
     "internal/v1/users/<uuid:external_id>/tokens": (("post",), "service"),
     "internal/v1/events/matches": (("post",), "service"),

@@ -11,6 +11,7 @@ app_urlpatterns = [
 
 internal_urlpatterns = [
     path("profiles", views.ProfileCreateView.as_view(), name="profile-create"),
+    path("profiles/batch", views.ProfileBatchView.as_view(), name="profile-batch"),
     path("profiles/<uuid:external_id>", views.ProfileDetailView.as_view(), name="profile-detail"),
     path("users/<uuid:external_id>/tokens", views.UserTokenView.as_view(), name="user-tokens"),
     path("events/matches", views.MatchEventsView.as_view(), name="matches"),

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommender.api.ml import BatchTooLarge
 from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.api.serializers import (
     ImpressionBatchSerializer,
     IngestResultSerializer,
     MatchBatchSerializer,
+    ProfileBatchResultSerializer,
+    ProfileBatchSerializer,
     ProfileSerializer,
     SelfProfileSerializer,
     SwipeBatchSerializer,
@@ -25,6 +30,7 @@ from recommender.models import Profile
 from recommender.permissions import IsApiClient, IsServiceKey, IsUserToken
 from recommender.selectors import access_acting_user, access_profile
 from recommender.services.credentials import user_token_issue
+from recommender.services.derived import derived_work_in_background
 from recommender.services.events import (
     ImpressionBatchIn,
     MatchIn,
@@ -33,6 +39,7 @@ from recommender.services.events import (
     match_events_ingest,
     swipe_batch_ingest,
 )
+from recommender.services.imports import ProfileBatchInvalid, profiles_batch_import
 from recommender.services.profiles import profile_create, profile_erase, profile_update
 
 
@@ -65,6 +72,51 @@ class ProfileCreateView(APIView):
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(ProfileSerializer(profile).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileBatchView(APIView):
+    permission_classes = [IsServiceKey]
+
+    @extend_schema(
+        operation_id="profiles_batch_create",
+        summary="Create (or update) many profiles in one call",
+        description=(
+            "Bulk onboarding. Each item is validated as POST /internal/v1/profiles validates it. The rows are "
+            "stored in bulk; embeddings and safety classification are enqueued after commit as one batched task "
+            "each, not computed in the request. all_or_nothing (default) answers 201, or 400 with errors keyed "
+            "by item index and nothing stored; per_item stores the valid items and answers 200 with a result "
+            "per item. More than PROFILE_BATCH_MAX (500) profiles is a 413."
+        ),
+        tags=["profiles"],
+        request=ProfileBatchSerializer,
+        responses={
+            201: OpenApiResponse(ProfileBatchResultSerializer, description="all_or_nothing: every item stored."),
+            200: OpenApiResponse(
+                ProfileBatchResultSerializer, description="per_item: the valid items stored; see failed and results."
+            ),
+            **errors(400, 413, *AUTH_ERRORS, e400="Invalid request or, all_or_nothing, a bad item: nothing stored."),
+        },
+        parameters=[RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        items = request.data.get("profiles") if isinstance(request.data, dict) else None
+        if isinstance(items, list) and len(items) > settings.PROFILE_BATCH_MAX:
+            raise BatchTooLarge("profiles", settings.PROFILE_BATCH_MAX, len(items), "profiles")
+        data = _validated(ProfileBatchSerializer, request.data)
+        try:
+            # Embedded mode (eager Celery): the batched model work runs on the in-process worker
+            # thread, not in this request.
+            with derived_work_in_background():
+                report = profiles_batch_import(
+                    tenant=request.user.tenant,
+                    items=data["profiles"],
+                    mode=data["mode"],
+                    on_existing="update" if data["update_existing"] else "error",
+                )
+        except ProfileBatchInvalid as exc:
+            raise ValidationError(exc.errors) from exc
+        code = status.HTTP_201_CREATED if data["mode"] == "all_or_nothing" else status.HTTP_200_OK
+        return Response(report.as_dict(), status=code)
 
 
 class ProfileDetailView(APIView):

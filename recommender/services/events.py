@@ -14,11 +14,12 @@ Guarantees, whatever the delivery:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -35,7 +36,6 @@ from recommender.models import (
     Tenant,
 )
 from recommender.services.elo import elo_apply_swipes
-from recommender.services.retention import analytics_keep, impression_is_essential
 
 
 class EventValidationError(Exception):
@@ -56,16 +56,22 @@ class SwipeIn:
 
 @dataclass
 class IngestResult:
+    """``received == created + duplicates + sampled_out``. ``sampled_out`` counts items that were
+    accepted but deliberately not stored; nothing is sampled today, so it is 0, and a client can
+    check it to be sure that every accepted event was kept (docs/api.md)."""
+
     received: int
     created: int
     duplicates: int
     matches: list[uuid.UUID] = field(default_factory=list)
+    sampled_out: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
             "received": self.received,
             "created": self.created,
             "duplicates": self.duplicates,
+            "sampled_out": self.sampled_out,
             "matches": [str(m) for m in self.matches],
         }
 
@@ -291,12 +297,8 @@ def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionB
         tenant=tenant, user=user, ids=batch.candidate_ids, list_name="candidate_ids", item_field=None
     )
     received = len(batch.candidate_ids)
-    # Untagged impressions are non-essential analytics, kept for a sampled panel of users only
-    # (ANALYTICS_SAMPLE_RATE; recommender/services/retention.py). Validated above all the same.
-    if not impression_is_essential(
-        model_version=batch.model_version, experiment_arm=batch.experiment_arm
-    ) and not analytics_keep(tenant_id=tenant.pk, subject=user.external_id):
-        return IngestResult(received=received, created=0, duplicates=0)
+    # Every impression is stored, tagged with a model version or not: impressions are the
+    # ranker's training data (recommender/training/ranker.py), so none is sampled away.
     advisory_xact_lock([lock_key("impressions", user.pk)])
     known = set(
         Impression.objects.filter(user=user, occurred_at=batch.timestamp, candidate__in=candidates).values_list(
@@ -339,8 +341,7 @@ def impressions_record_served(
 
     The feed's own log, so none of :func:`impression_batch_ingest`'s resolution of external ids,
     locking and duplicate reads is needed: one INSERT in autocommit, a repeat of the same row
-    ignored by the unique constraint. Tagged with the model version, such impressions are
-    essential (never sampled).
+    ignored by the unique constraint.
     """
     if connection.vendor == "postgresql":
         # one array per column: ~0.15 ms of client CPU against ~1 ms for bulk_create's 20 model
@@ -381,7 +382,7 @@ class MatchIn:
     user_id: uuid.UUID
     candidate_id: uuid.UUID
     timestamp: datetime
-    match_type: str = MatchType.EXTERNAL
+    match_type: str = str(MatchType.EXTERNAL)
 
 
 @transaction.atomic
@@ -415,3 +416,234 @@ def match_events_ingest(*, tenant: Tenant, matches: Sequence[MatchIn]) -> Ingest
     ]
     Match.objects.bulk_create(rows)
     return IngestResult(received=len(matches), created=len(rows), duplicates=len(matches) - len(rows))
+
+
+# --- History backfill (the import_events command) ----------------------------------------------
+#
+# Past events of many users, sessions and times at once. Duplicates are decided exactly as for the
+# API, by the same unique constraints (a swipe's client event id per user or its natural key; an
+# impression's user, candidate and time; a match's pair), in the INSERT ... ON CONFLICT DO NOTHING
+# that stores the new rows, so re-importing a file stores nothing new. The same advisory locks as
+# the API's are taken, so an import running beside live traffic cannot miss a match between a
+# live like and an imported one. The caller resolves external ids and validates the values
+# (recommender/services/backfill.py). Elo is not touched here: history must be replayed in time
+# order, which elo_rebuild does once at the end of an import (incremental updates would apply
+# old swipes after newer live ones).
+
+# Rows per INSERT statement on SQLite (multi-row VALUES): at most 4,500 parameters, under its limit.
+HISTORY_STATEMENT_ROWS = 500
+
+
+@dataclass(frozen=True)
+class SwipeHistoryIn:
+    user_id: int  # profile pks, resolved by the caller
+    candidate_id: int
+    action: str  # like, pass or superlike ("reject" already mapped to pass)
+    occurred_at: datetime
+    session_id: str
+    duration_ms: int | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ImpressionHistoryIn:
+    user_id: int
+    candidate_id: int
+    occurred_at: datetime
+    position: int
+    context_hash: str = ""
+    model_version: str = ""
+    experiment_arm: str = ""
+
+
+@dataclass(frozen=True)
+class MatchHistoryIn:
+    user_id: int
+    candidate_id: int
+    occurred_at: datetime
+    match_type: str = str(MatchType.EXTERNAL)
+
+
+@dataclass
+class HistoryResult:
+    created: int = 0
+    duplicates: int = 0
+    matches: int = 0  # matches the stored likes completed (swipes only)
+
+
+def _insert_new(
+    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence[object]], returning: str
+) -> list[tuple]:
+    """INSERT ``rows`` ignoring those that break a unique constraint; the new rows' ``returning``
+    columns. PostgreSQL: one statement, the values as one array per column (a handful of
+    parameters whatever the size: the driver would otherwise spend more time splitting a query of
+    thousands of placeholders than the server spends inserting). SQLite: multi-row VALUES lists of
+    HISTORY_STATEMENT_ROWS rows."""
+    if not rows:
+        return []
+    table, names = model._meta.db_table, ", ".join(columns)
+    tail = f" ON CONFLICT DO NOTHING RETURNING {returning}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            types = [model._meta.get_field(c).db_type(connection) for c in columns]
+            arrays = ", ".join(f"%s::{t}[]" for t in types)
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){tail}", _columns_of(rows))
+            return cursor.fetchall()
+        out: list[tuple] = []
+        adapt = _datetime_adapter()
+        row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(rows), HISTORY_STATEMENT_ROWS):
+            part = rows[start : start + HISTORY_STATEMENT_ROWS]
+            sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([row_sql] * len(part)) + tail
+            cursor.execute(sql, [adapt(v) if isinstance(v, datetime) else v for row in part for v in row])
+            out.extend(cursor.fetchall())
+        return out
+
+
+def _columns_of(rows: Sequence[Sequence[object]]) -> list[list[object]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _datetime_adapter() -> Callable[[datetime], object]:
+    adapted: dict[datetime, object] = {}  # a batch's received_at is one value: adapt it once
+
+    def adapt(value: datetime) -> object:
+        if value not in adapted:
+            adapted[value] = connection.ops.adapt_datetimefield_value(value)
+        return adapted[value]
+
+    return adapt
+
+
+@transaction.atomic
+def swipes_store_history(*, tenant: Tenant, rows: Sequence[SwipeHistoryIn]) -> HistoryResult:
+    """Store past swipes (any users, sessions, times); create the matches that mutual likes imply."""
+    if not rows:
+        return HistoryResult()
+    if connection.vendor == "postgresql":  # elsewhere writers are serialised anyway (patra/locks.py)
+        advisory_xact_lock(
+            [lock_key("swipes", user_id) for user_id in {r.user_id for r in rows}]
+            + [lock_key("pair", *_pair(r.user_id, r.candidate_id)) for r in rows if r.action in POSITIVE_ACTIONS]
+        )
+    received_at = timezone.now()
+    values = [
+        (tenant.pk, r.user_id, r.candidate_id, r.action, r.duration_ms, r.session_id, r.event_id, r.occurred_at,
+         received_at)
+        for r in rows
+    ]  # fmt: skip
+    inserted = _insert_new(Swipe, _SWIPE_COLUMNS.split(", "), values, returning="user_id, candidate_id, action")
+    likes = [(user_id, candidate_id) for user_id, candidate_id, action in inserted if action in POSITIVE_ACTIONS]
+    matches = _history_matches(tenant=tenant, likes=likes, received_at=received_at)
+    return HistoryResult(created=len(inserted), duplicates=len(rows) - len(inserted), matches=matches)
+
+
+def _history_matches(*, tenant: Tenant, likes: Sequence[tuple[int, int]], received_at: datetime) -> int:
+    """Matches for the pairs the new ``likes`` (user, candidate) made mutual, as the API would have
+    made them replaying the history in time order: at the later of the two sides' first likes,
+    ``superlike`` if a superlike either way came no later than that. Matched pairs are left alone."""
+    if not likes:
+        return 0
+    positive = _positive_swipes_of({(u, c) for u, c in likes} | {(c, u) for u, c in likes})
+    mutual: dict[tuple[int, int], tuple[datetime, str]] = {}
+    for u, c in likes:
+        if (u, c) not in positive or (c, u) not in positive or _pair(u, c) in mutual:
+            continue
+        at = max(min(t for t, _a in positive[(u, c)]), min(t for t, _a in positive[(c, u)]))
+        superlike = any(a == SwipeAction.SUPERLIKE and t <= at for t, a in positive[(u, c)] + positive[(c, u)])
+        mutual[_pair(u, c)] = (at, str(MatchType.SUPERLIKE if superlike else MatchType.MUTUAL_LIKE))
+    if not mutual:
+        return 0
+    matched = {(a, b) for a, b in _select_pairs(_MATCHED_SQL, list(mutual))}
+    values = [
+        (tenant.pk, a, b, kind, at, received_at) for (a, b), (at, kind) in mutual.items() if (a, b) not in matched
+    ]
+    return len(_insert_new(Match, _MATCH_COLUMNS, values, returning="id"))
+
+
+# Lookups by exact pairs: a VALUES list joined on the (user, candidate) / (user_a, user_b)
+# indexes, so a transaction reads the rows of its own pairs, not every swipe of every profile
+# it touches (which made the import quadratic in the history's length).
+_SWIPE_TABLE, _MATCH_TABLE = Swipe._meta.db_table, Match._meta.db_table
+_POSITIVE_SQL = (
+    f"SELECT s.user_id, s.candidate_id, s.occurred_at, s.action FROM {_SWIPE_TABLE} s "
+    "JOIN p ON s.user_id = p.a AND s.candidate_id = p.b "
+    f"WHERE s.action IN ({', '.join(repr(str(a)) for a in POSITIVE_ACTIONS)})"  # constants: 'like', 'superlike'
+)
+_MATCHED_SQL = (
+    f"SELECT m.user_a_id, m.user_b_id FROM {_MATCH_TABLE} m JOIN p ON m.user_a_id = p.a AND m.user_b_id = p.b"
+)
+_PAIRS_PER_QUERY = 2_000
+
+
+def _select_pairs(select: str, pairs: Sequence[tuple[int, int]]) -> list[tuple]:
+    """``select`` (which joins ``p(a, b)``) for ``pairs``, in queries of _PAIRS_PER_QUERY pairs."""
+    out: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(pairs), _PAIRS_PER_QUERY):
+            part = pairs[start : start + _PAIRS_PER_QUERY]
+            params: list[Any]
+            if connection.vendor == "postgresql":  # two arrays, not 4,000 placeholders
+                cte, params = "WITH p (a, b) AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[])) ", _columns_of(part)
+            else:
+                cte = "WITH p (a, b) AS (VALUES " + ", ".join(["(%s, %s)"] * len(part)) + ") "
+                params = [i for pair in part for i in pair]
+            cursor.execute(cte + select, params)
+            out.extend(cursor.fetchall())
+    return out
+
+
+def _positive_swipes_of(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], list[tuple[datetime, str]]]:
+    """(swiper, swiped) -> the stored likes and superlikes of that pair, as (time, action)."""
+    to_time = _datetime_from_db()
+    positive: dict[tuple[int, int], list[tuple[datetime, str]]] = {}
+    for user_id, candidate_id, occurred_at, action in _select_pairs(_POSITIVE_SQL, sorted(pairs)):
+        positive.setdefault((user_id, candidate_id), []).append((to_time(occurred_at), action))
+    return positive
+
+
+def _datetime_from_db() -> Callable[[Any], datetime]:
+    """Raw SQL returns what the driver gives: an aware datetime on PostgreSQL; on SQLite a naive
+    UTC datetime (Django registers a converter for the column type) or, without it, the text."""
+    if connection.vendor == "postgresql":
+        return lambda value: value
+
+    def aware(value: Any) -> datetime:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+    return aware
+
+
+_MATCH_COLUMNS = ("tenant_id", "user_a_id", "user_b_id", "match_type", "occurred_at", "received_at")
+
+
+@transaction.atomic
+def impressions_store_history(*, tenant: Tenant, rows: Sequence[ImpressionHistoryIn]) -> HistoryResult:
+    if not rows:
+        return HistoryResult()
+    advisory_xact_lock([lock_key("impressions", user_id) for user_id in {r.user_id for r in rows}])
+    received_at = timezone.now()
+    columns = ("tenant_id", "user_id", "candidate_id", "position", "context_hash", "model_version",
+               "experiment_arm", "occurred_at", "received_at")  # fmt: skip
+    values = [
+        (tenant.pk, r.user_id, r.candidate_id, r.position, r.context_hash, r.model_version, r.experiment_arm,
+         r.occurred_at, received_at)
+        for r in rows
+    ]  # fmt: skip
+    created = len(_insert_new(Impression, columns, values, returning="id"))
+    return HistoryResult(created=created, duplicates=len(rows) - created)
+
+
+@transaction.atomic
+def matches_store_history(*, tenant: Tenant, rows: Sequence[MatchHistoryIn]) -> HistoryResult:
+    """Store past matches (the pair once, in canonical order; a known pair is a duplicate)."""
+    if not rows:
+        return HistoryResult()
+    pairs: dict[tuple[int, int], MatchHistoryIn] = {}
+    for r in rows:
+        pairs.setdefault(_pair(r.user_id, r.candidate_id), r)  # the first row of a pair wins
+    advisory_xact_lock([lock_key("pair", *p) for p in pairs])
+    received_at = timezone.now()
+    values = [(tenant.pk, a, b, r.match_type, r.occurred_at, received_at) for (a, b), r in pairs.items()]
+    created = len(_insert_new(Match, _MATCH_COLUMNS, values, returning="id"))
+    return HistoryResult(created=created, duplicates=len(rows) - created)

@@ -7,7 +7,7 @@ as the last guard, so nothing out of range reaches the database whatever the cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -137,3 +137,44 @@ def profiles_bulk_create(*, tenant: Tenant, rows: list[Mapping[str, Any]], batch
         for p in profiles:
             p.pk = by_ext[p.external_id]
     return profiles
+
+
+# --- Bulk onboarding (recommender/services/imports.py) -------------------------------------------
+
+
+def profile_build(*, tenant: Tenant, data: Mapping[str, Any]) -> Profile:
+    """An unsaved profile from validated data, checked as :func:`profile_create` checks it
+    (raises django's ValidationError with field messages)."""
+    profile = Profile(tenant=tenant, external_id=data["external_id"])
+    _apply(profile, data)
+    # The tenant is a loaded row: checking that it exists would cost one query per profile.
+    profile.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+    return profile
+
+
+def profile_apply_changes(*, profile: Profile, data: Mapping[str, Any]) -> list[str]:
+    """Apply validated (partial) data to a loaded profile and check it, without saving: the changed
+    column names, ``updated_at`` included when anything changed."""
+    changed = _apply(profile, data)
+    if changed:
+        profile.updated_at = timezone.now()
+        profile.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+        changed.append("updated_at")
+    return changed
+
+
+def profiles_store(
+    *, created: Sequence[Profile], updated: Sequence[tuple[Profile, list[str]]], batch_size: int = 500
+) -> None:
+    """Write built and changed profiles in bulk (call inside a transaction).
+
+    No per-profile hook runs: the caller enqueues the derived work of the whole batch as one task
+    per concern (recommender/services/derived.py), which is what makes bulk onboarding fast.
+    Rows of ``updated`` must have been loaded with ``select_for_update`` in the same transaction:
+    every changed column of the batch is written for every row, so a row must not have changed in
+    between.
+    """
+    Profile.objects.bulk_create(list(created), batch_size=batch_size)
+    if updated:
+        fields = sorted({name for _profile, changed in updated for name in changed})
+        Profile.objects.bulk_update([p for p, _changed in updated], fields, batch_size=batch_size)

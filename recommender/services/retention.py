@@ -1,4 +1,4 @@
-"""Data guardrails: the retention window of raw events, and sampling of non-essential analytics.
+"""Data guardrails: the retention window of raw events.
 
 Retention (``EVENT_RETENTION_DAYS``, default 90; the beat task ``prune_expired_events``, nightly):
 
@@ -18,20 +18,17 @@ Retention (``EVENT_RETENTION_DAYS``, default 90; the beat task ``prune_expired_e
   from the feed's "already swiped" filter (the profile can be shown again after 90 days), an
   unanswered like older than the window no longer turns into a match when answered (likes
   expire), and the collaborative models train on the window only.
+* **Imports**: ``import_events`` refuses impressions and swipes older than the window by default
+  (they would be deleted by the next nightly run): :func:`event_is_expired` is the rule it
+  applies, so an import and the pruning job can never disagree.
 
-Sampling (``ANALYTICS_SAMPLE_RATE``, default 0.1): *non-essential analytics* in Patra are the
-impressions that carry neither a ``model_version`` nor an ``experiment_arm``: exposure telemetry
-of app screens (browse, search) that no model, experiment report or feed stage can attribute.
-Every impression the feed logs itself carries both, and any client impression tagged with either
-is kept, so experiment reports and model evaluation never lose a row. Untagged impressions are
-kept for a deterministic panel of users: ``HMAC(SECRET_KEY, tenant:user) < rate``, so a sampled
-user's whole funnel is kept (not a random 10 % of their rows) and re-sending a batch gives the
-same answer.
+No event is sampled: every accepted impression is stored, tagged with a model version or not,
+because impressions are the ranker's training data. (An earlier ``ANALYTICS_SAMPLE_RATE`` kept
+untagged impressions for a panel of users only; it was removed.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +37,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
 from recommender.ml.elo import elo_update
 from recommender.models import POSITIVE_ACTIONS, EloBaseline, Impression, Swipe, Tenant
@@ -48,7 +44,9 @@ from recommender.services.elo import elo_config, elo_history_lock
 
 logger = logging.getLogger(__name__)
 
-ANALYTICS_SALT = "patra.analytics-sample"
+# The event tables events_prune deletes from; matches are kept (see above), so an import of old
+# matches is never refused.
+PRUNED_EVENT_KINDS: frozenset[str] = frozenset({"impressions", "swipes"})
 
 
 # --- Retention ---------------------------------------------------------------------------------
@@ -75,6 +73,12 @@ class RetentionResult:
 def retention_cutoff(now: datetime | None = None, days: int | None = None) -> datetime:
     days = settings.EVENT_RETENTION_DAYS if days is None else days
     return (now or timezone.now()) - timedelta(days=days)
+
+
+def event_is_expired(occurred_at: datetime, *, cutoff: datetime) -> bool:
+    """Whether the pruning job would delete a raw event (impression or swipe) of this time:
+    the same comparison as :func:`events_prune` (``occurred_at < cutoff``)."""
+    return occurred_at < cutoff
 
 
 @transaction.atomic
@@ -156,28 +160,3 @@ def events_prune(
                 break
     logger.info("retention: %s", result.as_dict())
     return result
-
-
-# --- Analytics sampling ------------------------------------------------------------------------
-
-
-def analytics_sample_value(*, tenant_id: int, subject: object) -> float:
-    """A uniform number in [0, 1) fixed per (tenant, subject) and keyed by SECRET_KEY, so the
-    panel cannot be predicted (or gamed) from outside."""
-    digest = salted_hmac(ANALYTICS_SALT, f"{tenant_id}:{subject}", algorithm="sha256").digest()
-    return int.from_bytes(hashlib.sha256(digest).digest()[:8], "big") / 2**64
-
-
-def analytics_keep(*, tenant_id: int, subject: object, rate: float | None = None) -> bool:
-    """Whether non-essential analytics about ``subject`` (a user's external id) are kept."""
-    rate = settings.ANALYTICS_SAMPLE_RATE if rate is None else rate
-    if rate >= 1.0:
-        return True
-    if rate <= 0.0:
-        return False
-    return analytics_sample_value(tenant_id=tenant_id, subject=subject) < rate
-
-
-def impression_is_essential(*, model_version: str, experiment_arm: str) -> bool:
-    """Impressions a model or an experiment can be attributed to are never sampled."""
-    return bool(model_version or experiment_arm)
