@@ -19,6 +19,11 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+# Only the torch-free half of the embedding model at import: checks run before every command, and
+# recommender.ml.embeddings (torch, transformers: seconds) is imported only by the checks that
+# need torch (an accelerator or bf16 was asked for) or really load the model (check --deploy).
+from recommender.ml.embedding_spec import BUNDLED_NAMES, ModelNotAvailable, resolve_model_path
+
 TAG = "ml"
 SIGNAL_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("ML_SIMILARITY_WEIGHT", 0.35),
@@ -229,8 +234,6 @@ def check_limits_and_throttles(app_configs: Any = None, **kwargs: Any) -> list[C
 
 def _missing_dependencies() -> list[tuple[str, str]]:
     wanted = list(ML_DEPENDENCIES)
-    from recommender.ml.embeddings import BUNDLED_NAMES
-
     if settings.EMBEDDING_MODEL in BUNDLED_NAMES:
         wanted.append(BUNDLED_PACKAGE)
     return [(module, package) for module, package in wanted if importlib.util.find_spec(module) is None]
@@ -307,8 +310,6 @@ def _bf16_messages(device: str) -> list[CheckMessage]:
 
 
 def _model_files_messages() -> list[CheckMessage]:
-    from recommender.ml.embeddings import ModelNotAvailable, resolve_model_path
-
     name = settings.EMBEDDING_MODEL
     try:
         path = resolve_model_path(name)

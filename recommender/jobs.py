@@ -2,6 +2,10 @@
 
 Each job is a thin wrapper around the same service the management command and the Celery task
 call; the registry tracks it as a TaskRun with live progress and links the version it made.
+
+Every process imports this module at start-up (the app registry registers the jobs), so it imports
+only the names the jobs declare (``recommender.training.options``); each job imports its service,
+and with it numpy, pyarrow, hnswlib or torch, when it runs, in a worker.
 """
 
 from __future__ import annotations
@@ -11,12 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from recommender.services.index import index_build
-from recommender.training.datasets import datasets_build
-from recommender.training.extract import events_extract
-from recommender.training.ranker import GROUP_KINDS, GroupKind
-from recommender.training.tasks import parse_start
-from recommender.training.train import TRAINABLE, collaborative_train
+from recommender.training.options import GROUP_KINDS, TRAINABLE, GroupKind, parse_start
 from registry.models import ModelVersion
 from registry.tasks import BOOLEAN, JobContext, is_true, register_job
 
@@ -29,6 +28,8 @@ def _version(version_id: object) -> ModelVersion | None:
     "build_index", queue="indexing", description="Embed new profiles, then build the tenant's HNSW index", params={}
 )
 def build_index_job(ctx: JobContext) -> ModelVersion | None:
+    from recommender.services.index import index_build
+
     result = index_build(
         tenant=ctx.tenant,
         created_by=ctx.created_by,
@@ -48,6 +49,10 @@ def build_index_job(ctx: JobContext) -> ModelVersion | None:
     params={"model": TRAINABLE, "refit_all": BOOLEAN},
 )
 def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
+    from recommender.training.datasets import datasets_build
+    from recommender.training.extract import events_extract
+    from recommender.training.train import collaborative_train
+
     model = str(ctx.params.get("model", "lmf"))
     with tempfile.TemporaryDirectory(prefix="patra-train-") as tmp:
         events, splits = Path(tmp) / "events", Path(tmp) / "splits"

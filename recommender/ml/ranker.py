@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 
-from recommender.ml.collab.base import platt_fit
 from recommender.ml.structured import (
     ATTR_INDEX,
     ORDINAL_SCALES,
@@ -253,6 +252,10 @@ class Ranker:
         liked *later* pass the rows that were actually shown and swiped, so the probability stays
         P(like | shown), the scale the feed's fusion expects."""
         import lightgbm as lgb
+
+        # Training only, like lightgbm: recommender.ml.collab imports torch, which serving a ranker
+        # (and every process importing the feed at start-up) must not pay for.
+        from recommender.ml.collab.base import platt_fit
 
         x, y, groups = self._check(x), np.asarray(y, dtype=np.int32), np.asarray(groups, dtype=np.int64)
         if groups.sum() != x.shape[0] or y.shape != (x.shape[0],):

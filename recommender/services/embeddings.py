@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -32,8 +32,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from recommender.ml.embeddings import BioEncoder, ModelNotAvailable, get_encoder, profile_text
+from recommender.ml.embedding_spec import ModelNotAvailable, profile_text
 from recommender.models import Profile, ProfileEmbedding, ProfileStatus
+
+if TYPE_CHECKING:
+    from recommender.ml.embeddings import BioEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,10 @@ def loaded_encoder() -> BioEncoder:
 
 def _load_encoder(model: str, device: str, backend: str) -> BioEncoder | str:
     try:
+        # torch and transformers load here, with the model, and not when this module is imported:
+        # every process imports it at start-up (profile hooks, the feed), few ever encode a text.
+        from recommender.ml.embeddings import get_encoder
+
         # The ONNX backends cache their derived ONNX file under ARTIFACT_ROOT (built offline once).
         return get_encoder(model, device, backend=backend, artifact_dir=settings.ARTIFACT_ROOT / "embeddings-onnx")
     except (ModelNotAvailable, ImportError, OSError, ValueError, RuntimeError) as exc:

@@ -20,12 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 from tqdm import tqdm
 
 from recommender.models import Impression, Match, Profile, Swipe, Tenant
+from recommender.training.pseudonyms import EXPORT_SALT, export_hash
 
-EXPORT_SALT = "patra.export"
 MANIFEST = "manifest.json"
 EVENTS_FORMAT = "patra.events/1"
 CHUNK_ROWS = 50_000
@@ -61,11 +60,6 @@ MATCHES_SCHEMA = pa.schema(
         ("occurred_at", TIMESTAMP),
     ]
 )
-
-
-def export_hash(external_id: object) -> str:
-    """The pseudonym of a profile in exports (hex HMAC-SHA256, keyed by SECRET_KEY)."""
-    return salted_hmac(EXPORT_SALT, str(external_id), algorithm="sha256").hexdigest()
 
 
 def _write(

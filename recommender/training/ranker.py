@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -77,6 +77,7 @@ from recommender.models import Impression, Profile, ProfileEmbedding, Swipe, Ten
 from recommender.services.embeddings import vector_from_bytes
 from recommender.services.feed import profile_features
 from recommender.training.extract import export_hash
+from recommender.training.options import GROUP_KINDS, GroupKind
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ MODEL_TYPE = "ranker"
 CHECK_FILE = "check.npy"
 CHECK_ROWS = 2000
 ONNX_TOLERANCE = 1e-4
-GROUP_KINDS: tuple[str, ...] = ("impressions", "pools")
-GroupKind = Literal["pools", "impressions"]
 # Cuts of the history (shares of the swipes since ``since``) and the span each is labelled by:
 # three windows gave bench.deep more groups without reaching back into stale history.
 POOL_CUTS: tuple[float, ...] = (0.7, 0.8, 0.9)

@@ -8,30 +8,18 @@ is idempotent in effect: it writes a fresh output folder (or overwrites its own 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from django.utils.dateparse import parse_date, parse_datetime
 
 from recommender.models import Tenant
 from recommender.training.datasets import datasets_build
 from recommender.training.evaluate import collaborative_evaluate
 from recommender.training.extract import events_extract
+from recommender.training.options import parse_start
 from recommender.training.train import collaborative_train
 
 _LONG = {"acks_late": True, "soft_time_limit": 2 * 3600, "time_limit": 2 * 3600 + 300}
-
-
-def parse_start(value: str) -> datetime:
-    """A date (midnight) or an ISO datetime."""
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            raise ValueError(f"not a date or datetime: {value!r}")
-        parsed = datetime(day.year, day.month, day.day)
-    return parsed
 
 
 @shared_task(name="recommender.tasks.extract_events", **_LONG)
