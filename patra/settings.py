@@ -203,6 +203,14 @@ ML_COLLABORATIVE_CANDIDATES = env.int("ML_COLLABORATIVE_CANDIDATES", default=300
 ML_FUSION_METHOD = env.str("ML_FUSION_METHOD", default="harmonic")
 ML_EXPLORATION_SHARE = env.float("ML_EXPLORATION_SHARE", default=0.1)
 ELO_K = env.float("ELO_K", default=32.0)
+# The configuration search of `train` and `evaluate_offline` (recommender/ml/collab/tuning.py):
+# at most ML_TRAIN_SEARCH_TRIALS fits on validation, the default configuration first (1: the
+# default only), stopping early when the next fit would pass ML_TRAIN_SEARCH_SECONDS. The trial
+# count is the usual limit, so a busy machine trains the same model as a quiet one.
+ML_TRAIN_SEARCH_TRIALS = env.int("ML_TRAIN_SEARCH_TRIALS", default=12)
+ML_TRAIN_SEARCH_SECONDS = env.float("ML_TRAIN_SEARCH_SECONDS", default=300.0)
+if ML_TRAIN_SEARCH_TRIALS < 1 or ML_TRAIN_SEARCH_SECONDS <= 0:
+    raise ImproperlyConfigured("ML_TRAIN_SEARCH_TRIALS must be >= 1 and ML_TRAIN_SEARCH_SECONDS > 0.")
 # How often a serving process applies profile changes (and Elo/like-rate changes) to its
 # in-memory candidate store: the delay before a change shows in feeds served by that process.
 FEED_STORE_REFRESH_SECONDS = env.float("FEED_STORE_REFRESH_SECONDS", default=2.0)
@@ -227,6 +235,10 @@ ML_PASS_WEIGHT = env.float("ML_PASS_WEIGHT", default=-0.5)
 # --- Event ingestion ------------------------------------------------------------------------
 EVENT_MAX_BATCH = env.int("EVENT_MAX_BATCH", default=500)
 EVENT_MAX_FUTURE_SKEW_SECONDS = env.int("EVENT_MAX_FUTURE_SKEW_SECONDS", default=300)
+# Most profiles in one POST /internal/v1/profiles/batch (more is 413, naming the limit).
+PROFILE_BATCH_MAX = env.int("PROFILE_BATCH_MAX", default=500)
+if PROFILE_BATCH_MAX < 1:
+    raise ImproperlyConfigured("PROFILE_BATCH_MAX must be at least 1.")
 USER_TOKEN_TTL_DAYS = env.int("USER_TOKEN_TTL_DAYS", default=30)
 
 # --- REST framework -------------------------------------------------------------------------
@@ -379,11 +391,8 @@ EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
 EVENT_RETENTION_BATCH = env.int("EVENT_RETENTION_BATCH", default=10_000)
 if EVENT_RETENTION_DAYS < 1 or EVENT_RETENTION_BATCH < 1:
     raise ImproperlyConfigured("EVENT_RETENTION_DAYS and EVENT_RETENTION_BATCH must be at least 1.")
-# Share of users whose non-essential analytics (impressions tagged with neither a model version
-# nor an experiment arm) are stored; a deterministic keyed-hash panel, 0 keeps none, 1 keeps all.
-ANALYTICS_SAMPLE_RATE = env.float("ANALYTICS_SAMPLE_RATE", default=0.1)
-if not 0.0 <= ANALYTICS_SAMPLE_RATE <= 1.0:
-    raise ImproperlyConfigured("ANALYTICS_SAMPLE_RATE must be between 0 and 1.")
+# Every accepted impression is stored, tagged or not: impressions are the ranker's training data
+# (the former ANALYTICS_SAMPLE_RATE, which kept untagged ones for a panel of users only, is gone).
 CELERY_BEAT_SCHEDULE["prune-expired-events"] = {
     "task": "recommender.tasks.prune_expired_events",
     "schedule": crontab(hour=2, minute=40),  # nightly, before the Elo rebuild at 03:15
@@ -445,6 +454,9 @@ SPECTACULAR_SETTINGS = {
         "ReadinessEnum": ["ready", "degraded", "unavailable"],
         "FeedFallbackEnum": ["ml_disabled", "model_unavailable", "index_missing"],
         "MlFallbackEnum": ["ml_disabled", "model_unavailable"],
+        "ProfileBatchModeEnum": ["all_or_nothing", "per_item"],
+        "ModeEnum": ["embedded", "real"],  # the health answers' mode, named as before the batch's mode
+        "ProfileBatchItemStatusEnum": ["created", "updated", "error"],
         "NoVectorReasonEnum": ["no_text", "ml_disabled", "model_unavailable"],
     },
     # The shared error shapes (Error, ValidationError, PayloadTooLarge) are added by a hook.

@@ -17,7 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from recommender.schema import LIFESTYLE_FIELDS
+from recommender.schema import LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
 
 DEFAULT_TENANT_SLUG = "default"
 
@@ -51,9 +51,6 @@ class ProfileStatus(models.TextChoices):
 
 # LIFESTYLE_FIELDS (recommender.schema) are both Profile columns and the keys of the API's
 # `attributes` object.
-
-MIN_AGE = 18
-MAX_AGE = 120
 
 
 class Profile(models.Model):

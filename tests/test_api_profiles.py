@@ -99,6 +99,20 @@ def test_patch_cannot_break_age_range(service_client, make_profile):
     assert profile.age_min == 25
 
 
+def test_no_age_preference_is_null_or_absent(service_client, make_profile):
+    """Null (or leaving the fields out) states no age preference: the full 18..120 range, which
+    filters nobody and is neutral in scoring."""
+    data = profile_data(age_min=None, age_max=None)
+    response = service_client.post(PROFILES, data, format="json")
+    assert response.status_code == 201, response.json()
+    body = service_client.get(detail(data["external_id"])).json()
+    assert (body["age_min"], body["age_max"]) == (18, 120)
+    profile = make_profile(age_min=25, age_max=40)
+    assert service_client.patch(detail(profile), {"age_max": None}, format="json").status_code == 200
+    profile.refresh_from_db()
+    assert (profile.age_min, profile.age_max) == (25, 120)
+
+
 def test_patch_cannot_change_external_id(service_client, make_profile):
     profile = make_profile()
     response = service_client.patch(detail(profile), {"external_id": str(uuid.uuid4())}, format="json")

@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("isolated_ml_state"
 FAST_LMF = {"factors": 8, "epochs": 6, "threads": 1, "batch_size": 1024}
 
 
-def _train_lmf(tenant: Tenant, tmp_path: Path) -> ModelVersion:
+def _train_lmf(tenant: Tenant, tmp_path: Path, *, learn_fusion: bool = False) -> ModelVersion:
+    """The tenant's first lmf version, active. Without the learned fusion by default: most tests
+    here are about the hand-weighted pool of the model and the signals (the cold-start prior)."""
     events, splits = tmp_path / "events", tmp_path / "splits"
     start = (timezone.now() - timedelta(days=60)).date().isoformat()
     call_command("extract_events", "--output", str(events), "--start-date", start, "--tenant", tenant.slug, verbosity=0)
@@ -39,8 +41,9 @@ def _train_lmf(tenant: Tenant, tmp_path: Path) -> ModelVersion:
     config = tmp_path / "lmf.json"
     config.write_text(json.dumps(FAST_LMF))
     result = collaborative_train(
-        model="lmf", data_dir=splits, config_path=config, tenant_slug=tenant.slug, refit_all=True
-    )
+        model="lmf", data_dir=splits, config_path=config, tenant_slug=tenant.slug, refit_all=True,
+        search_trials=2, learn_fusion=learn_fusion,
+    )  # fmt: skip
     # the served model was refitted on every split: it knows the most recent swipes too
     pairs = set()
     for split in ("train", "validation", "test"):
@@ -104,7 +107,8 @@ def test_with_a_dominant_model_weight_the_order_follows_the_model(demo: Tenant, 
             for a, b in [(c["collaborative_user_likes"], c["collaborative_candidate_likes"])]
         ]
         ranked = [f for f in fused if f is not None]
-        # components are rounded to 4 decimals in the answer: allow that much between neighbours
+        # the order follows the model's fused probabilities to within 1e-3 between neighbours (the
+        # components are full-precision now: this is the pool's slack, not a rounding allowance)
         assert all(a >= b - 1e-3 for a, b in itertools.pairwise(ranked))
         ordered += len(ranked) >= 5
     assert ordered >= 3  # users whose feeds had enough model-ranked items to check an order
@@ -163,3 +167,21 @@ def test_profiles_created_after_training_are_cold_not_errors(
     assert items
     # a cold user still gets the model's view of each candidate's side (their selectivity)
     assert all(i.components["collaborative_candidate_likes"] is not None for i in items)
+
+
+def test_a_learned_fusion_takes_over_from_the_hand_set_weights(demo: Tenant, tmp_path: Path, settings: Any) -> None:
+    """A version trained with its learned fusion: the feed's two directions come from it, so the
+    hand-set pool weight no longer moves them; the version's metrics compare it on test."""
+    version = _train_lmf(demo, tmp_path, learn_fusion=True)
+    assert version.metrics["learned_fusion"]["test_like_auc"]["learned_fusion"] is not None
+    settings.ML_ENABLED = True
+    settings.ML_EXPLORATION_SHARE = 0.0
+    serving = collaborative_wait(demo.pk)
+    assert serving is not None and serving.fusion is not None
+    user = _active_swipers(demo, 1)[0]
+    answers = []
+    for weight in (0.5, 50.0):
+        settings.ML_COLLABORATIVE_WEIGHT = weight
+        items = feed_for(tenant=demo, user=user, count=10, log_impressions=False).items
+        answers.append({i.profile_id: i.components["p_user_likes"] for i in items})
+    assert answers[0] == answers[1] and len(answers[0]) == 10

@@ -65,7 +65,10 @@ def test_pipeline_end_to_end(tenant: Tenant, tmp_path: Path, settings: object) -
     assert pq.read_table(events / "swipes.parquet").column("user")[0].as_py() == export_hash(some.user.external_id)
 
     # build: time-ordered splits with the cut recorded
-    call_command("build_datasets", "--input", str(events), "--output", str(splits), "--split-ratio", "0.8,0.1,0.1")
+    call_command(
+        "build_datasets", "--input", str(events), "--output", str(splits), "--split-ratio", "0.8,0.1,0.1",
+        "--strategy", "time",
+    )  # fmt: skip
     split = json.loads((splits / "split.json").read_text())
     parts = {s: pq.read_table(splits / f"{s}.parquet") for s in ("train", "validation", "test")}
     assert sum(split["counts"].values()) == manifest["tables"]["swipes"]["rows"]

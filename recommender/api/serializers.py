@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from recommender.models import (
@@ -69,8 +70,10 @@ class ProfileSerializer(serializers.Serializer):
     age = serializers.IntegerField(min_value=MIN_AGE, max_value=MAX_AGE)
     gender = serializers.ChoiceField(choices=Gender.choices)
     seeking = serializers.ListField(child=serializers.ChoiceField(choices=Gender.choices), min_length=1, max_length=3)
-    age_min = serializers.IntegerField(min_value=MIN_AGE, max_value=MAX_AGE, default=MIN_AGE)
-    age_max = serializers.IntegerField(min_value=MIN_AGE, max_value=MAX_AGE, default=MAX_AGE)
+    # Left out or null: no bound on that side (stored as MIN_AGE / MAX_AGE, which filter nobody and
+    # are neutral in scoring: recommender.ml.structured.states_age_preference).
+    age_min = serializers.IntegerField(min_value=MIN_AGE, max_value=MAX_AGE, default=MIN_AGE, allow_null=True)
+    age_max = serializers.IntegerField(min_value=MIN_AGE, max_value=MAX_AGE, default=MAX_AGE, allow_null=True)
     max_distance_km = serializers.FloatField(min_value=1.0, max_value=20_000.0, default=50.0)
     lat = serializers.FloatField(min_value=-90.0, max_value=90.0)
     lon = serializers.FloatField(min_value=-180.0, max_value=180.0)
@@ -96,6 +99,12 @@ class ProfileSerializer(serializers.Serializer):
             if missing:
                 raise serializers.ValidationError({str(i): {k: ["This field is required."] for k in sorted(missing)}})
         return value
+
+    def validate_age_min(self, value: int | None) -> int:
+        return MIN_AGE if value is None else value
+
+    def validate_age_max(self, value: int | None) -> int:
+        return MAX_AGE if value is None else value
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         instance: Profile | None = self.instance
@@ -133,6 +142,53 @@ class SelfProfileSerializer(ProfileSerializer):
     active/hidden as status (bans are moderation decisions)."""
 
     status = serializers.ChoiceField(choices=[ProfileStatus.ACTIVE, ProfileStatus.HIDDEN], required=False)
+
+
+@extend_schema_field(ProfileSerializer)
+class ProfileItemField(serializers.Field):
+    """One profile, exactly as ``POST /internal/v1/profiles`` takes it. Passed through as given:
+    the batch service validates each item with :class:`ProfileSerializer` and answers errors per
+    item, keyed by index, instead of failing the whole request on the first bad one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ProfileBatchSerializer(serializers.Serializer):
+    """``POST /internal/v1/profiles/batch``. More than ``PROFILE_BATCH_MAX`` profiles is a 413,
+    checked by the view before anything is validated."""
+
+    profiles = serializers.ListField(
+        child=ProfileItemField(),
+        allow_empty=False,
+        help_text="Profiles as POST /internal/v1/profiles takes them; at most PROFILE_BATCH_MAX (500).",
+    )
+    mode = serializers.ChoiceField(
+        choices=["all_or_nothing", "per_item"],
+        default="all_or_nothing",
+        help_text=(
+            "all_or_nothing (default): any bad item refuses the batch (400, errors keyed by index) and "
+            "nothing is stored. per_item: the valid items are stored, the bad ones reported (200)."
+        ),
+    )
+    update_existing = serializers.BooleanField(
+        default=False,
+        help_text=(
+            "false (default): an external_id that exists in the tenant is an error on its item. true: "
+            "that profile is updated with the fields the item gives (as PATCH does)."
+        ),
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):  # a misspelt "mode" must not silently mean all_or_nothing
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                allowed = ", ".join(self.fields)
+                raise serializers.ValidationError({name: [f"Unknown field; allowed: {allowed}."] for name in unknown})
+        return super().to_internal_value(data)
 
 
 def validate_event_time(value: Any) -> Any:
@@ -214,11 +270,41 @@ class UserTokenResponseSerializer(serializers.Serializer):
 
 
 class IngestResultSerializer(serializers.Serializer):
-    """The answer to an event batch: 201 when something was stored, 200 when all were duplicates."""
+    """The answer to an event batch: 201 when something was stored, 200 when all were duplicates.
+    ``received == created + duplicates + sampled_out``."""
 
     received = serializers.IntegerField(help_text="Items in the batch.")
     created = serializers.IntegerField(help_text="Items stored now.")
     duplicates = serializers.IntegerField(help_text="Items already stored (re-sent): harmless.")
+    sampled_out = serializers.IntegerField(
+        help_text="Items accepted but deliberately not stored. Nothing is sampled today: always 0."
+    )
     matches = serializers.ListField(
         child=serializers.UUIDField(), help_text="Candidates this batch matched the user with."
     )
+
+
+class ProfileBatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's position in the request's profiles.")
+    external_id = serializers.UUIDField(allow_null=True, help_text="As given; null when it is not a valid UUID.")
+    status = serializers.ChoiceField(choices=["created", "updated", "error"])
+    errors = serializers.DictField(
+        required=False,
+        help_text='Only with status error: field-level messages, e.g. {"age": ["Ensure this value is ..."]}.',
+    )
+
+
+class ProfileBatchEnqueuedSerializer(serializers.Serializer):
+    profiles = serializers.IntegerField(help_text="Profiles whose derived data (embedding, safety) is enqueued.")
+    embedding_tasks = serializers.IntegerField(help_text="Batched embedding tasks (queue embeddings): 0 or 1.")
+    safety_tasks = serializers.IntegerField(help_text="Batched safety classification tasks (queue safety): 0 or 1.")
+
+
+class ProfileBatchResultSerializer(serializers.Serializer):
+    """One result per item, in request order, and the totals."""
+
+    results = ProfileBatchItemResultSerializer(many=True)
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Items refused (status error); only per_item answers have any.")
+    enqueued = ProfileBatchEnqueuedSerializer()

@@ -33,6 +33,14 @@ candidate who likes one profile in ten is ten times less likely to like u back t
 likes every other profile, and an arithmetic mean with the near-constant signals would squash
 that ratio. The liked-you boost applies after pooling.
 
+**Learned fusion.** When the active collaborative version carries a learned fusion
+(``recommender.ml.learned_fusion``, fitted per tenant on held-out swipes with the model), both
+directions come from it instead of the pool above: P(u likes v) from the model's log-odds, u's
+like rate, v's Elo, similarity, the structured components and the ages; P(v likes u) from the
+same function of the reversed pair. The hand-set weights then only serve tenants without a
+collaborative version (the cold-start prior). The liked-you boost and the passed-you factor
+apply after either.
+
 The feed score is ``fuse(P(u likes v), P(v likes u), method)``, the harmonic mean by default,
 so a one-sided crush ranks low.
 """
@@ -46,7 +54,8 @@ import numpy as np
 from recommender.ml.elo import elo_to_unit
 from recommender.ml.fusion import fuse
 from recommender.ml.interaction import liked_you_boost
-from recommender.ml.structured import CandidateBatch, ProfileFeatures, structured_scores
+from recommender.ml.learned_fusion import LearnedFusion, PairInputs, design_matrix
+from recommender.ml.structured import CandidateBatch, ProfileFeatures, StructuredResult, structured_scores
 
 # A like already given makes P(v likes u) ~ 1: the boost saturates it after clipping.
 LIKED_YOU_BOOST = 1.0
@@ -83,6 +92,8 @@ class PairSignals:
     collab_uv: np.ndarray | None = None  # (n,) model log-odds that u likes v, NaN where unknown
     collab_vu: np.ndarray | None = None  # (n,) model log-odds that v likes u, NaN where unknown
     passed_user: np.ndarray | None = None  # (n,) bool, the candidate already passed on the user
+    like_rate_user: float | None = None  # the user's smoothed like rate (the learned fusion reads it)
+    like_rate_candidate: np.ndarray | None = None  # (n,) the candidates' smoothed like rates
 
 
 @dataclass(frozen=True)
@@ -126,12 +137,67 @@ def _model_unit(logits: np.ndarray | None, n: int) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))  # NaN stays NaN
 
 
+def learned_directions(
+    user: ProfileFeatures,
+    cands: CandidateBatch,
+    signals: PairSignals,
+    structured: StructuredResult,
+    model: LearnedFusion,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(u likes v), P(v likes u)), each (n,), from the learned fusion: the same function of
+    the pair and of the reversed pair (the structured components and similarity are symmetric)."""
+    n = len(cands)
+    missing = np.full(n, np.nan)
+    comps = structured.components
+    shared = {name: comps[name].astype(np.float64) for name in ("age_fit", "distance", "interests", "lifestyle")}
+    user_rate = signals.like_rate_user if signals.like_rate_user is not None else np.nan
+    cand_rates = signals.like_rate_candidate if signals.like_rate_candidate is not None else missing
+    cand_age = cands.age.astype(np.float64)
+    uv = PairInputs(
+        collab_logit=signals.collab_uv if signals.collab_uv is not None else missing,
+        swiper_like_rate=np.full(n, user_rate),
+        candidate_elo=signals.elo_candidate,
+        similarity=signals.similarity,
+        swiper_age=np.full(n, float(user.age)),
+        candidate_age=cand_age,
+        **shared,
+    )
+    vu = PairInputs(
+        collab_logit=signals.collab_vu if signals.collab_vu is not None else missing,
+        swiper_like_rate=cand_rates,
+        candidate_elo=np.full(n, float(signals.elo_user)),
+        similarity=signals.similarity,
+        swiper_age=cand_age,
+        candidate_age=np.full(n, float(user.age)),
+        **shared,
+    )
+    return model.probability(design_matrix(uv)), model.probability(design_matrix(vu))
+
+
+def prior_user_likes(
+    similarity_unit: np.ndarray,
+    structured_score: np.ndarray,
+    elo_v: np.ndarray,
+    interaction_unit: np.ndarray,
+    collab_uv: np.ndarray | None,
+    weights: SignalWeights,
+) -> np.ndarray:
+    """(n,) the hand-weighted P(u likes v): the signals' weighted mean pooled with the model."""
+    p_uv = _weighted_mean(
+        [similarity_unit, structured_score, elo_v, interaction_unit],
+        [weights.similarity, weights.structured, weights.elo, weights.interaction],
+    )
+    w_signals = weights.similarity + weights.structured + weights.elo + weights.interaction
+    return _pool(p_uv, collab_uv, weights.collaborative, w_signals)
+
+
 def score_pairs(
     user: ProfileFeatures,
     cands: CandidateBatch,
     signals: PairSignals,
     weights: SignalWeights,
     fusion_method: str = "harmonic",
+    learned: LearnedFusion | None = None,
 ) -> Scored:
     structured = structured_scores(user, cands)
     similarity_unit = (np.clip(signals.similarity, -1.0, 1.0) + 1.0) / 2.0  # NaN stays NaN
@@ -139,18 +205,17 @@ def score_pairs(
     elo_v = elo_to_unit(signals.elo_candidate)  # (n,)
     elo_u = np.full(len(cands), float(elo_to_unit(signals.elo_user)))
     structured_score = structured.score.astype(np.float64)
-    p_uv = _weighted_mean(
-        [similarity_unit, structured_score, elo_v, interaction_unit],
-        [weights.similarity, weights.structured, weights.elo, weights.interaction],
-    )
-    p_vu = _weighted_mean(
-        [similarity_unit, structured_score, elo_u], [weights.similarity, weights.structured, weights.elo]
-    )
-    if signals.selectivity is not None:
-        p_vu = np.clip(p_vu * np.power(signals.selectivity, weights.selectivity), 0.0, 1.0)
-    w_signals = weights.similarity + weights.structured + weights.elo + weights.interaction
-    p_uv = _pool(p_uv, signals.collab_uv, weights.collaborative, w_signals)
-    p_vu = _pool(p_vu, signals.collab_vu, weights.collaborative, w_signals)
+    if learned is not None:
+        p_uv, p_vu = learned_directions(user, cands, signals, structured, learned)
+    else:
+        p_uv = prior_user_likes(similarity_unit, structured_score, elo_v, interaction_unit, signals.collab_uv, weights)
+        p_vu = _weighted_mean(
+            [similarity_unit, structured_score, elo_u], [weights.similarity, weights.structured, weights.elo]
+        )
+        if signals.selectivity is not None:
+            p_vu = np.clip(p_vu * np.power(signals.selectivity, weights.selectivity), 0.0, 1.0)
+        w_signals = weights.similarity + weights.structured + weights.elo + weights.interaction
+        p_vu = _pool(p_vu, signals.collab_vu, weights.collaborative, w_signals)
     p_vu = np.clip(p_vu + liked_you_boost(signals.liked_user, LIKED_YOU_BOOST), 0.0, 1.0)
     if signals.passed_user is not None:
         p_vu = np.where(signals.passed_user, p_vu * PASSED_YOU_FACTOR, p_vu)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.schema import GENDERS, LIFESTYLE_FIELDS
+from recommender.schema import GENDERS, LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
 
 GENDER_CODE: dict[str, int] = {g: i for i, g in enumerate(GENDERS)}
 
@@ -54,7 +54,7 @@ LIFESTYLE_EXCLUDED: frozenset[str] = frozenset({"height"})
 _DIET_QUALIFIERS: tuple[str, ...] = ("mostly ", "strictly ")
 _RELIGION_QUALIFIERS: tuple[str, ...] = (" and ", " but ")
 
-# Age fit at the very edge of an accepted range (it is 1 in the middle, 0 outside).
+# Age fit at the far edge of an accepted range (1 at the judge's own age, 0 outside).
 AGE_EDGE_FIT = 0.5
 EARTH_RADIUS_KM = 6371.0088
 
@@ -286,23 +286,37 @@ def hard_filter_mask(user: ProfileFeatures, cands: CandidateBatch) -> np.ndarray
 # --------------------------------------------------------------------------- components
 
 
-def _range_fit(age: np.ndarray | float, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
-    """1 at the middle of [lo, hi], AGE_EDGE_FIT at the edges (quadratic), 0 outside."""
-    age, lo, hi = (np.asarray(x, dtype=np.float64) for x in (age, lo, hi))
-    mid = (lo + hi) / 2
-    half = (hi - lo) / 2
-    # a one-year range (half == 0) fits perfectly inside; avoid dividing by zero
-    rel = np.divide(np.abs(age - mid), half, out=np.zeros(np.broadcast(age, half).shape), where=half > 0)
+def states_age_preference(age_min: np.ndarray | int, age_max: np.ndarray | int) -> np.ndarray:
+    """True where [age_min, age_max] narrows anything: the full MIN_AGE..MAX_AGE range (the API's
+    default, or null) states no preference."""
+    return (np.asarray(age_min) > MIN_AGE) | (np.asarray(age_max) < MAX_AGE)
+
+
+def _range_fit(
+    age: np.ndarray | float, own: np.ndarray | float, lo: np.ndarray | float, hi: np.ndarray | float
+) -> np.ndarray:
+    """How well ``age`` fits a judge of age ``own`` who accepts [lo, hi]: 1 at the judge's own age
+    (clipped into the range), falling quadratically to AGE_EDGE_FIT at the edge of the range on
+    that side, 0 outside. Peaking at the middle of the range instead made a wide range (say 18 to
+    60 for a 25-year-old) favour candidates near 40, which held-out decisions did not bear out."""
+    age, own, lo, hi = (np.asarray(x, dtype=np.float64) for x in (age, own, lo, hi))
+    peak = np.clip(own, lo, hi)
+    span = np.where(age >= peak, hi - peak, peak - lo)
+    rel = np.divide(np.abs(age - peak), span, out=np.zeros(np.broadcast(age, span).shape), where=span > 0)
     fit = 1.0 - (1.0 - AGE_EDGE_FIT) * rel**2
-    inside = (age >= lo) & (age <= hi)
-    return np.where(inside, fit, 0.0)
+    return np.where((age >= lo) & (age <= hi), fit, 0.0)
 
 
 def age_fit(user: ProfileFeatures, cands: CandidateBatch) -> np.ndarray:
-    """(n,) geometric mean of both directions' range fit: 0 if either is outside."""
-    theirs_in_mine = _range_fit(cands.age, user.age_min, user.age_max)
-    mine_in_theirs = _range_fit(user.age, cands.age_min, cands.age_max)
-    return np.sqrt(theirs_in_mine * mine_in_theirs)
+    """(n,) geometric mean of both directions' range fit (0 if either is outside). A side that
+    states no age preference drops out; NaN when neither does (no signal either way)."""
+    theirs_in_mine = _range_fit(cands.age, user.age, user.age_min, user.age_max)  # (n,)
+    mine_in_theirs = _range_fit(user.age, cands.age, cands.age_min, cands.age_max)  # (n,)
+    mine = np.full(len(cands), bool(states_age_preference(user.age_min, user.age_max)))
+    theirs = states_age_preference(cands.age_min, cands.age_max)
+    both = np.sqrt(theirs_in_mine * mine_in_theirs)
+    out = np.where(mine & theirs, both, np.where(mine, theirs_in_mine, mine_in_theirs))
+    return np.where(mine | theirs, out, np.nan)
 
 
 def distance_score(user: ProfileFeatures, cands: CandidateBatch) -> np.ndarray:
@@ -349,7 +363,8 @@ def lifestyle_score(user: ProfileFeatures, cands: CandidateBatch) -> np.ndarray:
 def structured_scores(
     user: ProfileFeatures, cands: CandidateBatch, weights: StructuredWeights | None = None
 ) -> StructuredResult:
-    """Weighted mean of the four components, each (n,) in [0, 1]."""
+    """Weighted mean of the four components, each (n,) in [0, 1]; ``age_fit`` is NaN where
+    neither side states an age preference and then leaves the mean (its weight drops out)."""
     weights = weights or StructuredWeights()
     w = weights.as_dict()
     if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
@@ -361,7 +376,9 @@ def structured_scores(
         "lifestyle": lifestyle_score(user, cands),
     }
     components = {k: v.astype(np.float32) for k, v in components.items()}
-    total = sum(w[k] * components[k] for k in components) / sum(w.values())
+    stack = np.stack([components[k] for k in components]).astype(np.float64)  # (4, n)
+    weight = np.array([w[k] for k in components])[:, None] * ~np.isnan(stack)  # (4, n)
+    total = (np.nan_to_num(stack) * weight).sum(axis=0) / weight.sum(axis=0).clip(min=1e-12)
     return StructuredResult(score=np.clip(total, 0.0, 1.0).astype(np.float32), components=components)
 
 

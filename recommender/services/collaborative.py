@@ -2,7 +2,7 @@
 
 A ``collaborative`` version (``python manage.py train``, the ``train_collaborative`` job) is a
 checkpoint over *pseudonymous* profile ids: the training data are exports whose ids are keyed
-hashes (:func:`recommender.training.extract.export_hash`). Serving maps the tenant's profile
+hashes (:func:`recommender.training.pseudonyms.export_hash`). Serving maps the tenant's profile
 primary keys to model rows by hashing their external ids: once for every profile when a version
 loads (in the registry's loader thread; with SQLite, on the first request), then, during
 requests, only for profiles created since (one query for the new primary keys; a profile the
@@ -20,34 +20,45 @@ user against every column (exact; the catalogue is at most ``CF_EXACT_MAX_ITEMS`
 beyond which this source is skipped and the other sources fill the feed). A user the model
 never saw still gets candidates when the model answers for cold profiles (``lmf``).
 
+Learned fusion: a version trained with ``train`` carries ``fusion.json`` beside its checkpoint
+(``recommender.ml.learned_fusion``): the tenant's learned P(a likes b) over the feed's signals,
+which the feed and the ML API then use for both directions instead of the hand-set weights.
+A version without one (trained before, or on too few held-out swipes) leaves the weights in
+charge.
+
 Serving follows the registry's active version through :class:`registry.serving.ActiveModel`
 (hot swap, the old version kept if a new one fails to load), per tenant and process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import DatabaseError, connection
 
 from patra.refresher import first_load_wait
-from recommender.ml.collab import IdMap, Recommender, load_recommender
 from recommender.ml.fusion import fuse
+from recommender.ml.learned_fusion import LearnedFusion
 from recommender.models import Profile
-from recommender.training.extract import export_hash
+from recommender.training.pseudonyms import export_hash
 from registry.models import ModelType, ModelVersion
 from registry.serving import ActiveModel
+
+if TYPE_CHECKING:
+    from recommender.ml.collab import IdMap, Recommender
 
 logger = logging.getLogger(__name__)
 
 CF_EXACT_MAX_ITEMS = 200_000  # above this many columns the exact top-k would cost too much per request
 CHECKPOINT_NAME = "model.pt"
+FUSION_NAME = "fusion.json"
 
 
 @dataclass
@@ -66,6 +77,7 @@ class CollaborativeServing:
     pk_of_row: np.ndarray = field(init=False)
     complete: bool = False  # every profile of the tenant has been mapped
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fusion: LearnedFusion | None = None  # the version's learned fusion (module docs), if it has one
 
     def __post_init__(self) -> None:
         self.pk_of_row = np.full(len(self.ids), -1, dtype=np.int64)
@@ -125,16 +137,7 @@ class CollaborativeServing:
     def pair_logits(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         """(n,) calibrated log-odds that ``user_rows[k]`` likes ``item_rows[k]``; NaN where the
         model cannot say (see the module docs)."""
-        own = getattr(self.model, "pair_logits", None)
-        if own is not None:
-            return np.asarray(own(user_rows, item_rows), dtype=np.float64)
-        out = np.full(len(user_rows), np.nan)
-        ok = (user_rows >= 0) & (item_rows >= 0)
-        ok[ok] = self.model.knows_users(user_rows[ok])
-        if ok.any():
-            p = np.clip(self.model.like_probability(user_rows[ok], item_rows[ok]), 1e-6, 1 - 1e-6)
-            out[ok] = np.log(p / (1 - p))
-        return out
+        return self.model.pair_log_odds(user_rows, item_rows)
 
     def reciprocal_candidates(
         self,
@@ -186,13 +189,21 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _load_version(version: ModelVersion, path: Path) -> CollaborativeServing:
+    # The models are torch modules: torch loads with the first version, not when the feed (and
+    # with it every process's URLconf) imports this module.
+    from recommender.ml.collab import IdMap, load_recommender
+
     checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
     model = load_recommender(checkpoint)
     extra: dict[str, Any] = getattr(model, "extra", {}) or {}
     if "ids" not in extra:
         raise ValueError(f"{version.label}: the checkpoint has no id map")
     serving = CollaborativeServing(
-        version=version.label, tenant_id=version.tenant_id, model=model, ids=IdMap(np.asarray(extra["ids"]))
+        version=version.label,
+        tenant_id=version.tenant_id,
+        model=model,
+        ids=IdMap(np.asarray(extra["ids"])),
+        fusion=_load_fusion(checkpoint.parent / FUSION_NAME),
     )
     if connection.vendor == "sqlite":
         # SQLite (the embedded mode) locks tables across threads: the first request maps the
@@ -203,6 +214,12 @@ def _load_version(version: ModelVersion, path: Path) -> CollaborativeServing:
     except DatabaseError as exc:
         logger.warning("collaborative %s: mapping profiles at load failed: %s", version.label, exc)
     return serving
+
+
+def _load_fusion(path: Path) -> LearnedFusion | None:
+    if not path.exists():
+        return None
+    return LearnedFusion.from_dict(json.loads(path.read_text()))
 
 
 _holders: dict[int, ActiveModel[CollaborativeServing]] = {}

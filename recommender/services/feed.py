@@ -96,7 +96,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from recommender.feed.scoring import PairSignals, SignalWeights, exploration_slots, pick_feed, score_pairs
-from recommender.feed.store import CandidateStore, StoreSnapshot, candidate_store, stores_reset
+from recommender.feed.store import PRIOR_LIKE_RATE, CandidateStore, StoreSnapshot, candidate_store, stores_reset
 from recommender.ml.fusion import fuse
 from recommender.ml.interaction import interaction_adjustment, taste_vector
 from recommender.ml.structured import GENDER_CODE, CandidateBatch, ProfileFeatures, hard_filter_mask, haversine_km
@@ -518,6 +518,24 @@ def _user_elo(snap: StoreSnapshot, user: Profile) -> float:
     return 1500.0 if rating is None else float(rating)
 
 
+def feed_signal_weights() -> SignalWeights:
+    """The hand-set signal weights the feed pools with (the cold-start prior)."""
+    return SignalWeights(
+        similarity=settings.ML_SIMILARITY_WEIGHT,
+        structured=settings.ML_STRUCTURED_WEIGHT,
+        elo=settings.ML_ELO_WEIGHT,
+        interaction=settings.ML_INTERACTION_WEIGHT,
+        selectivity=settings.ML_SELECTIVITY_WEIGHT,
+        collaborative=settings.ML_COLLABORATIVE_WEIGHT,
+    )
+
+
+def _user_like_rate(snap: StoreSnapshot, user: Profile) -> float:
+    """The user's smoothed like rate as the store knows it (the prior rate before any swipe)."""
+    row = snap.row_of_pk(user.pk)
+    return float(snap.like_rate[row]) if row >= 0 else PRIOR_LIKE_RATE
+
+
 def _model_version(
     variant: str,
     index: ServingIndex | None,
@@ -563,14 +581,15 @@ def items_components(
     components: dict[str, np.ndarray], positions: Sequence[int]
 ) -> list[dict[str, float | bool | None]]:
     """The components of the candidates at ``positions`` as the API answers them: bools as
-    bools, NaN as null, floats rounded to 4 decimals. One conversion to Python numbers per
-    component, not one numpy scalar per value (a feed answers ~300 values)."""
+    bools, NaN as null, floats at full precision (rounding made ties of different scores). One
+    conversion to Python numbers per component, not one numpy scalar per value (a feed answers
+    ~300 values)."""
     out: list[dict[str, float | bool | None]] = [{} for _ in positions]
     for name, values in components.items():
         picked = values[list(positions)].tolist()
         is_bool = values.dtype == bool
         for row, value in zip(out, picked, strict=True):
-            row[name] = value if is_bool else (None if value != value else round(value, 4))  # NaN != NaN
+            row[name] = None if not is_bool and value != value else value  # NaN (NaN != NaN): null
     return out
 
 
@@ -690,16 +709,12 @@ def feed_for(
             selectivity=snap.like_rate[rows] / store.median_like_rate(),
             collab_uv=collab_uv,
             collab_vu=collab_vu,
+            like_rate_user=_user_like_rate(snap, user),
+            like_rate_candidate=snap.like_rate[rows],
         )
-        weights = SignalWeights(
-            similarity=settings.ML_SIMILARITY_WEIGHT,
-            structured=settings.ML_STRUCTURED_WEIGHT,
-            elo=settings.ML_ELO_WEIGHT,
-            interaction=settings.ML_INTERACTION_WEIGHT,
-            selectivity=settings.ML_SELECTIVITY_WEIGHT,
-            collaborative=settings.ML_COLLABORATIVE_WEIGHT,
-        )
-        scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD)
+        weights = feed_signal_weights()
+        learned = cf.fusion if cf is not None else None
+        scored = score_pairs(user_f, cands, signals, weights, settings.ML_FUSION_METHOD, learned)
         seed = _seed(tenant.pk, user.pk, timezone.now().date(), variant)
         ranking = _ranking(variant, scored.components, np.random.default_rng(seed), len(rows))
     ranker = None
@@ -818,7 +833,7 @@ def _items(
         FeedItem(
             profile_id=int(pks[i]),
             external_id=alive[int(pks[i])],
-            score=round(float(ranking[i]), 6),
+            score=float(ranking[i]),
             components={**values, "explore": explore},
         )
         for (i, explore), values in zip(flagged, answered, strict=True)

@@ -68,6 +68,7 @@ from recommender.services.feed import (
     FEED_VERSION,
     collab_logits,
     excluded_profile_ids_by_user,
+    feed_signal_weights,
     items_components,
     profile_features,
     stack_vectors,
@@ -452,14 +453,7 @@ def profiles_rank(*, tenant: Tenant, requests: Sequence[RankRequest]) -> RankBat
             vectors = _stored_vectors(tenant, all_pks | history_pks)
         except EmbeddingUnavailable:
             fallback = "model_unavailable"
-    weights = SignalWeights(
-        similarity=settings.ML_SIMILARITY_WEIGHT,
-        structured=settings.ML_STRUCTURED_WEIGHT,
-        elo=settings.ML_ELO_WEIGHT,
-        interaction=settings.ML_INTERACTION_WEIGHT,
-        selectivity=settings.ML_SELECTIVITY_WEIGHT,
-        collaborative=settings.ML_COLLABORATIVE_WEIGHT,
-    )
+    weights = feed_signal_weights()
     # the tenant's active collaborative model, as the feed uses it (none with ML disabled)
     cf = serving_collaborative(tenant.pk) if settings.ML_ENABLED else None
     rankings = [
@@ -607,8 +601,11 @@ def _rank_one(
         selectivity=np.array([like_rate.get(pk, PRIOR_LIKE_RATE) for pk in pks.tolist()]) / median_rate,
         collab_uv=collab_uv,
         collab_vu=collab_vu,
+        like_rate_user=like_rate.get(ctx.user.pk, PRIOR_LIKE_RATE),
+        like_rate_candidate=np.array([like_rate.get(pk, PRIOR_LIKE_RATE) for pk in pks.tolist()]),
     )
-    scored = score_pairs(ctx.features, batch, signals, weights, settings.ML_FUSION_METHOD)
+    learned = cf.fusion if cf is not None else None
+    scored = score_pairs(ctx.features, batch, signals, weights, settings.ML_FUSION_METHOD, learned)
     failed = _failed_filters(ctx, cands, batch)
     order = sorted(range(n), key=lambda i: (bool(failed[i]), -float(scored.reciprocal[i]), i))
     answered = items_components(scored.components, order)
@@ -616,7 +613,7 @@ def _rank_one(
         RankedCandidate(
             candidate_id=cands[i].external_id,
             rank=position + 1,
-            score=round(float(scored.reciprocal[i]), 6),
+            score=float(scored.reciprocal[i]),
             passes_filters=not failed[i],
             failed_filters=failed[i],
             components=components,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from django.conf import settings
 
@@ -21,9 +22,17 @@ from recommender.ml.collab import (
     evaluate_model,
     load_recommender,
     model_class,
+    validation_ndcg,
 )
 from recommender.ml.collab.metrics import catalogue_coverage, ranking_metrics
-from recommender.training.train import MODEL_TYPE, TRAINABLE, config_load, splits_load
+from recommender.training.train import (
+    MODEL_TYPE,
+    TRAINABLE,
+    adapted_config,
+    config_values,
+    search_configurations,
+    splits_load,
+)
 
 EVAL_K = 10
 
@@ -151,18 +160,65 @@ def _weights(table: pa.Table) -> np.ndarray:
     return np.ones(table.num_rows, dtype=np.float32)
 
 
+VALIDATION_SHARE = 0.125  # of each user's train rows held out to choose the configuration
+
+
+def _validation_rows(train_t: pa.Table, test_t: pa.Table, seed: int) -> tuple[np.ndarray, str]:
+    """(bool mask of TRAIN rows held out for validation, how they were chosen).
+
+    Each user with at least 4 train rows gives ``VALIDATION_SHARE`` of them. When both files
+    carry timestamps and every test row is later than every train row (a time split), each
+    user's latest rows are held out, so validation looks like test; otherwise a random share."""
+    users = train_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
+    timed = "timestamp" in train_t.column_names and "timestamp" in test_t.column_names
+    by_time = bool(timed and pc.min(test_t.column("timestamp")).as_py() >= pc.max(train_t.column("timestamp")).as_py())
+    rng = np.random.default_rng(seed)
+    key = train_t.column("timestamp").to_numpy().astype(np.float64) if by_time else rng.random(len(users))
+    order = np.lexsort((key, users))  # by user, then time (or a random key) within each user
+    _, starts, sizes = np.unique(users[order], return_index=True, return_counts=True)
+    rank = np.arange(users.size) - np.repeat(starts, sizes)
+    size = np.repeat(sizes, sizes)
+    held_sorted = (size >= 4) & (rank >= size - np.maximum(1, np.floor(size * VALIDATION_SHARE)))
+    held = np.empty(users.size, dtype=bool)
+    held[order] = held_sorted
+    return held, "latest rows of each user (test is later than train)" if by_time else "random rows of each user"
+
+
+def _tuned(
+    model: str,
+    config_path: Path | str | None,
+    fit_part: Interactions,
+    val_part: Interactions,
+    trials: int,
+    progress: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """(the configuration the search chose on ``val_part``, a report of the search)."""
+    values = config_values(model, config_path)
+    config, schedule = adapted_config(model, values, fit_part.nnz)
+    validate = validation_ndcg(fit_part, val_part, EVAL_K)
+    found = search_configurations(model, config, values, fit_part, validate, trials, progress)
+    return found.config, {"schedule": schedule, **found.summary()}
+
+
 def offline_evaluate(
     *,
     train_csv: Path | str,
     test_csv: Path | str,
-    model: str,
+    model: str = "als",
     k: int = EVAL_K,
     recs_out: Path | str | None = None,
     json_out: Path | str | None = None,
     config_path: Path | str | None = None,
+    search_trials: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Fit ``model`` on TRAIN.csv, recommend top-k over every train item for each test user
-    (never an item the user has in train), score against TEST.csv.
+    """Fit ``model`` on TRAIN.csv as ``train`` would, recommend top-k over every train item for
+    each test user (never an item the user has in train), score against TEST.csv.
+
+    As ``train``: the schedule adapts to the data, and a bounded search (``search_trials`` fits,
+    default ``ML_TRAIN_SEARCH_TRIALS``; 1: the defaults only) chooses the configuration and
+    epoch count on validation rows held out of TRAIN.csv (:func:`_validation_rows`), then the
+    chosen configuration is fitted on all of TRAIN.csv. Fields set in the config file are kept.
 
     A rating, when present, is the weight: > 0 is positive evidence, < 0 negative, and a test
     row counts as relevant when its rating is > 0 (or there is no rating column). Items seen
@@ -173,7 +229,7 @@ def offline_evaluate(
         raise EvaluationError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
     if k <= 0:
         raise EvaluationError("k must be positive")
-    config = config_load(model, config_path)
+    config_values(model, config_path)  # a bad config file fails before any work
     train_t, test_t = _read_interactions(train_csv, "train"), _read_interactions(test_csv, "test")
     tr_users = train_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
     tr_items = train_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
@@ -184,13 +240,20 @@ def offline_evaluate(
         raise EvaluationError(f"test file {test_csv} has no positive interaction to evaluate against")
     users = IdMap(np.concatenate([tr_users, te_users]))
     items = IdMap(tr_items)  # the catalogue: what a model can score
-    train = Interactions(
-        matrix=build_matrix(users.index(tr_users), items.index(tr_items), _weights(train_t), (len(users), len(items))),
-        users=users,
-        items=items,
-    )
+    ui, ii, w = users.index(tr_users), items.index(tr_items), _weights(train_t)
+
+    def part(rows: np.ndarray | slice) -> Interactions:
+        matrix = build_matrix(ui[rows], ii[rows], w[rows], (len(users), len(items)))
+        return Interactions(matrix=matrix, users=users, items=items)
+
+    train = part(slice(None))
     if train.positives().nnz == 0:
         raise EvaluationError(f"train file {train_csv} has no positive interaction to learn from")
+    held, how = _validation_rows(train_t, test_t, seed=0)
+    trials = settings.ML_TRAIN_SEARCH_TRIALS if search_trials is None else int(search_trials)
+    if trials < 1:
+        raise EvaluationError("the search needs at least 1 trial (1: the default configuration only)")
+    config, tuning = _tuned(model, config_path, part(~held), part(held), trials, progress)
     recommender = model_class(model)(config)
     recommender.fit(train)
     # Relevant test pairs over users x (catalogue + one column per unknown test item).
@@ -209,6 +272,8 @@ def offline_evaluate(
         {
             "model": model,
             "config": {"model": model, **asdict(config)},
+            "validation": {"rows": int(held.sum()), "chosen": how},
+            "search": tuning,
             "k": k,
             "train_rows": train_t.num_rows,
             "test_rows": test_t.num_rows,

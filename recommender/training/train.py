@@ -1,10 +1,16 @@
 """Training a collaborative model on a split export, writing its artifact and registering it.
 
+:func:`collaborative_train` adapts the schedule to the data, searches a few configurations on
+validation within a time budget, judges the result on test against the popularity x pickiness
+baseline, fits the learned fusion of the feed's signals and refits on every split for serving
+(its docstring gives the steps).
+
 The artifact is a folder: ``model.pt`` (the checkpoint: config dataclass, tensors, id map),
-``metrics.json`` (the per-epoch validation curve, ``val_ndcg@10`` or, for ``lmf``, ``val_like_auc``,
-and the best epoch) and
-``config.json``. When the registry app provides ``model_version_register`` the folder is
-registered as a ``collaborative`` version of the tenant.
+``fusion.json`` (the learned fusion, ``recommender.ml.learned_fusion``; dating data only),
+``metrics.json`` (the per-epoch validation curve of the chosen configuration, ``val_ndcg@10``
+or, for ``lmf``, ``val_like_auc``, the best epoch, the schedule, every search trial, the test
+comparison) and ``config.json`` (the chosen configuration). When the registry app provides
+``model_version_register`` the folder is registered as a ``collaborative`` version of the tenant.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.utils import timezone
+from tqdm import tqdm
 
+from recommender.feed.scoring import prior_user_likes
 from recommender.ml.collab import (
     EventWeights,
     IdMap,
@@ -32,17 +40,30 @@ from recommender.ml.collab import (
     validation_like_auc,
     validation_ndcg,
 )
+from recommender.ml.collab.tuning import search, training_schedule
+from recommender.ml.elo import elo_to_unit
+from recommender.ml.learned_fusion import LearnedFusion, PairInputs
 from recommender.models import DEFAULT_TENANT_SLUG, Tenant
+from recommender.services.feed import feed_signal_weights
 from recommender.training.datasets import SPLIT_FILE, SPLITS
+from recommender.training.features import (
+    pair_records_of,
+    profile_hashes,
+    side_features,
+    tenant_profiles,
+    tenant_slug_of,
+)
+from recommender.training.fusion import fusion_fit_and_report
+from recommender.training.options import TRAINABLE
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE: tuple[str, ...] = ("als", "bpr", "lmf", "popularity", "two_tower", "graphsage")
 # Models that read side features (profile attributes, bio embeddings) and place every profile of
 # the tenant, history or not: their id map covers the tenant's profiles, not only those in events.
 FEATURE_MODELS: frozenset[str] = frozenset({"two_tower", "graphsage"})
 MODEL_TYPE = "collaborative"
 VALIDATION_K = 10
+FUSION_FILE = "fusion.json"  # read by recommender.services.collaborative (FUSION_NAME)
 
 
 class TrainingError(ValueError):
@@ -112,10 +133,10 @@ def splits_load(data_dir: Path | str, *, ids: IdMap | None = None) -> SplitData:
     )
 
 
-def config_load(model: str, path: Path | str | None) -> Any:
+def config_values(model: str, path: Path | str | None) -> dict[str, Any]:
+    """The config fields a JSON file sets for ``model`` (validated: unknown fields refused)."""
     if model not in TRAINABLE:
         raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
-    cls = model_class(model)
     values: dict[str, Any] = {}
     if path:
         try:
@@ -125,9 +146,24 @@ def config_load(model: str, path: Path | str | None) -> Any:
         if not isinstance(values, dict):
             raise TrainingError(f"config {path} must hold a JSON object")
     try:
-        return config_from_dict(cls.config_class, values)
+        config_from_dict(model_class(model).config_class, values)
     except (TypeError, ValueError) as exc:
         raise TrainingError(str(exc)) from exc
+    return values
+
+
+def config_load(model: str, path: Path | str | None) -> Any:
+    """The model's config: its defaults with the file's fields on top (no adaptation to data)."""
+    return config_from_dict(model_class(model).config_class, config_values(model, path))
+
+
+def adapted_config(model: str, values: dict[str, Any], n_interactions: int) -> tuple[Any, dict[str, Any]]:
+    """(the config to start from, the schedule fields chosen for the data): the model's defaults,
+    the schedule for ``n_interactions`` (``recommender.ml.collab.tuning``) for every field the
+    caller left out, and the caller's ``values`` on top."""
+    cls = model_class(model).config_class
+    schedule = training_schedule(cls, n_interactions, values)
+    return config_from_dict(cls, {**schedule, **values}), schedule
 
 
 def _register(
@@ -168,8 +204,6 @@ def model_side_features(
     location, bio embedding) for two-tower and GraphSAGE; attributes without the bio for ALS's
     collective-MF term (bio columns swamp it, bench.collab); the compact pair records for
     ``lmf``'s learned pair features and group priors."""
-    from recommender.training.features import pair_records_of, side_features
-
     if model in FEATURE_MODELS or getattr(config, "side_weight", 0.0) > 0:
         features = side_features(ids, profiles, with_bio=model in FEATURE_MODELS)
         with_bio = int((features[:, -1] > 0).sum())
@@ -182,20 +216,19 @@ def model_side_features(
 
 def _with_side_features(
     data: SplitData, model: str, config: Any, tenant_slug: str | None
-) -> tuple[SplitData, dict[str, Any]]:
-    """The splits re-mapped over every profile of the tenant (plus any id in the events), with
+) -> tuple[SplitData, list[Any], dict[str, Any]]:
+    """(the splits re-mapped over every profile of the tenant (plus any id in the events), with
     the model's side features (:func:`model_side_features`) attached to train (the only split a
-    model fits on); unchanged when the model reads none."""
-    from recommender.training.features import profile_hashes, tenant_profiles, tenant_slug_of
-
+    model fits on), the tenant's profiles, a summary); the splits are unchanged when the model
+    reads no features."""
     profiles = tenant_profiles(tenant_slug_of(tenant_slug))
     ids = IdMap(np.concatenate([data.ids.ids.astype(str), profile_hashes(profiles)]))
     features, info = model_side_features(model, config, ids, profiles)
     if features is None:
-        return data, info
+        return data, profiles, info
     remapped = splits_load(data.data_dir, ids=ids)
     remapped.train = remapped.train.with_features(features)
-    return remapped, info
+    return remapped, profiles, info
 
 
 def collaborative_refit(
@@ -220,13 +253,67 @@ def collaborative_refit(
     return refit
 
 
-def _refit_all(model: str, config: Any, data: SplitData, fitted: Any, progress: bool) -> tuple[Any, dict[str, Any]]:
-    epochs = (fitted.best_epoch if fitted.best_epoch is not None else len(fitted.history) - 1) + 1
+def _refit_all(model: str, config: Any, data: SplitData, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """``model`` with the chosen ``config`` (its epochs those the search found best) fitted on
+    every split: what serves. Its held-out figures are those of the train-only fit."""
     everything = replace(data.train, matrix=(data.train.matrix + data.validation.matrix + data.test.matrix).tocsr())
-    refit = model_class(model)(replace(config, epochs=epochs))
+    refit = model_class(model)(config)
     started = time.perf_counter()
     refit.fit(everything, progress=progress)
-    return refit, {"epochs": epochs, "interactions": everything.nnz, "seconds": time.perf_counter() - started}
+    return refit, {"epochs": config.epochs, "interactions": everything.nnz, "seconds": time.perf_counter() - started}
+
+
+def _validation_callback(recommender_cls: Any, data: SplitData) -> tuple[str, Any]:
+    metric = getattr(recommender_cls, "validation_metric", f"ndcg@{VALIDATION_K}")
+    if metric == "like_auc":
+        return metric, validation_like_auc(data.validation)
+    return metric, validation_ndcg(data.train, data.validation, VALIDATION_K)
+
+
+def search_configurations(
+    model: str, config: Any, values: dict[str, Any], train: Interactions, validate: Any, trials: int, progress: bool
+) -> Any:
+    """The configuration search (``recommender.ml.collab.tuning.search``) as ``train`` and
+    ``evaluate_offline`` run it: the caller's ``values`` fixed, the trial and time budgets of the
+    settings, a progress bar (at most ``trials`` fits; the search may stop sooner)."""
+    bar = tqdm(total=trials, desc=f"search {model}", unit="fit", disable=not progress, leave=False)
+
+    def tick(done: int, total: int, trial: Any) -> None:
+        bar.set_postfix(val=f"{trial.validation:.4f}", epochs=trial.epochs)
+        bar.update(1)
+
+    try:
+        return search(
+            model_class(model), config, train, validate, fixed=set(values), max_trials=trials,
+            budget_seconds=settings.ML_TRAIN_SEARCH_SECONDS, progress=tick,
+        )  # fmt: skip
+    finally:
+        bar.close()
+
+
+def _prior_probability(inputs: PairInputs) -> np.ndarray:
+    """The hand-weighted P(swiper likes candidate) of ``inputs`` (what serves without a learned
+    fusion), for the version's comparison on test."""
+    weights = {"age_fit": 0.25, "distance": 0.25, "interests": 0.25, "lifestyle": 0.25}
+    comps = np.stack([np.asarray(getattr(inputs, name), dtype=np.float64) for name in weights])  # (4, n)
+    w = np.full(comps.shape, 0.25) * ~np.isnan(comps)
+    structured = (np.nan_to_num(comps) * w).sum(axis=0) / w.sum(axis=0).clip(min=1e-12)
+    similarity = (np.clip(inputs.similarity, -1.0, 1.0) + 1.0) / 2.0
+    return prior_user_likes(
+        similarity, structured, elo_to_unit(inputs.candidate_elo), np.full(len(structured), np.nan),
+        inputs.collab_logit, feed_signal_weights(),
+    )  # fmt: skip
+
+
+def _fusion(
+    data: SplitData, model: Any, profiles: list[Any], learn: bool
+) -> tuple[LearnedFusion | None, dict[str, Any] | None]:
+    """The learned fusion and the held-out report, for dating data (one id map for both sides)."""
+    if not (learn and data.train.shared and profiles):
+        return None, None
+    return fusion_fit_and_report(
+        data_dir=data.data_dir, ids=data.ids, model=model, profiles=profiles, prior=_prior_probability
+    )
 
 
 def collaborative_train(
@@ -239,77 +326,126 @@ def collaborative_train(
     register: bool = True,
     created_by: str = "system:train",
     progress: bool = False,
-    refit_all: bool = False,
+    refit_all: bool = True,
+    search_trials: int | None = None,
+    learn_fusion: bool = True,
 ) -> TrainResult:
-    """Fit ``model`` on the train split with early stopping on validation NDCG@10 (or the model's
-    own ``validation_metric``), write the artifact folder and (if ``register``) register it as a
-    collaborative version.
+    """Train ``model`` on a split export as a tenant's data deserves, write the artifact and (if
+    ``register``) register it as a collaborative version:
 
-    ``refit_all``: once the epoch count is chosen, fit again on every split (train, validation
-    and test) for that many epochs and save *that* model. The metrics stay those of the
-    train-only model (the refit has no held-out data left); a model served to the feed should
-    know the most recent swipes, which the time-ordered split holds out."""
-    config = config_load(model, config_path)
+    1. the schedule (batch size, epochs, patience) adapts to the number of train interactions,
+       for every field the config file does not set;
+    2. a bounded search (``search_trials`` fits, default ``ML_TRAIN_SEARCH_TRIALS``; 1: the
+       default configuration only; and ``ML_TRAIN_SEARCH_SECONDS``) picks the configuration and
+       epoch count with the best validation score (NDCG@10, or the model's own
+       ``validation_metric``: ``lmf``'s like AUC);
+    3. the train-only model is judged on the test split, with the learned fusion of the feed's
+       signals (fitted on validation) and the popularity x pickiness baseline beside it;
+    4. ``refit_all`` (the default): the chosen configuration is fitted again on every split and
+       *that* model is saved, since a model served to the feed should know the latest swipes
+       (the held-out figures stay those of step 3), with the fusion refitted on validation and
+       test.
+    """
+    values = config_values(model, config_path)
     data = splits_load(data_dir)
     manifest_path = Path(data_dir) / "events_manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    data, features_info = _with_side_features(data, model, config, tenant_slug or manifest.get("tenant"))
+    tenant_slug = tenant_slug or manifest.get("tenant")
+    config, schedule = adapted_config(model, values, data.train.nnz)
+    data, profiles, features_info = _with_side_features(data, model, config, tenant_slug)
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
-    recommender = model_class(model)(config)
-    metric = getattr(recommender, "validation_metric", f"ndcg@{VALIDATION_K}")
-    validate = (
-        validation_like_auc(data.validation)
-        if metric == "like_auc"
-        else validation_ndcg(data.train, data.validation, VALIDATION_K)
-    )
+    trials = settings.ML_TRAIN_SEARCH_TRIALS if search_trials is None else int(search_trials)
+    if trials < 1:
+        raise TrainingError("the search needs at least 1 trial (1: the default configuration only)")
     started = time.perf_counter()
-    history = recommender.fit(data.train, validate=validate, progress=progress)
+    _metric, validate = _validation_callback(model_class(model), data)
+    found = search_configurations(model, config, values, data.train, validate, trials, progress)
     seconds = time.perf_counter() - started
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
-    artifact_dir = (
-        Path(output_dir)
-        if output_dir
-        else Path(settings.ARTIFACT_ROOT) / MODEL_TYPE / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
-    )
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    key = f"val_{metric}"
-    curve = [{"epoch": r.epoch, "loss": r.loss, key: r.validation} for r in history]
-    best = next((r.validation for r in history if r.epoch == recommender.best_epoch), None)
-    tenant_slug = tenant_slug or manifest.get("tenant")
-    data_ref = {"data_dir": str(data.data_dir), "split": data.split, "events_tenant": manifest.get("tenant")}
-    metrics = {
-        "model": model,
-        "validation_metric": metric,
-        key: best,
-        "best_epoch": recommender.best_epoch,
-        "epochs_run": len(history),
-        "train_seconds": seconds,
-        "curve": curve,
-        "train_interactions": data.train.nnz,
-        "profiles": len(data.ids),
-        "event_weights": asdict(event_weights()),
-        **features_info,
-    }
+    fusion, fusion_report = _fusion(data, found.model, profiles, learn_fusion)
+    metrics = _metrics(model, found, data, seconds, schedule, features_info, fusion_report)
+    recommender = found.model
     if refit_all:
-        recommender, metrics["refit_all"] = _refit_all(model, config, data, recommender, progress)
+        recommender, metrics["refit_all"] = _refit_all(model, found.config, data, progress)
     coefficients = getattr(recommender, "pair_coefficients", None)
     if coefficients is not None and coefficients():
         metrics["pair_coefficients"] = coefficients()  # what the served model learned per pair feature
-    recommender.save(
-        artifact_dir / "model.pt",
-        extra={"ids": data.ids.to_list(), "data_dir": str(data.data_dir), "event_weights": asdict(event_weights())},
-    )
-    (artifact_dir / "config.json").write_text(json.dumps({"model": model, **asdict(config)}, indent=2) + "\n")
-    (artifact_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    artifact_dir = _artifact_dir(model, output_dir)
+    _write_artifact(artifact_dir, recommender, found.config, model, data, metrics, fusion)
     version_id = None
     if register:
         version_id = _register(
             artifact_dir=artifact_dir,
             tenant_slug=tenant_slug,
             metrics=metrics,
-            parameters={"model": model, **asdict(config)},
-            data_ref=data_ref,
+            parameters={"model": model, **asdict(found.config)},
+            data_ref={"data_dir": str(data.data_dir), "split": data.split, "events_tenant": manifest.get("tenant")},
             created_by=created_by,
         )
     return TrainResult(artifact_dir=artifact_dir, metrics=metrics, version_id=version_id)
+
+
+def _metrics(
+    model: str,
+    found: Any,
+    data: SplitData,
+    seconds: float,
+    schedule: dict[str, Any],
+    features_info: dict[str, Any],
+    fusion_report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    fitted = found.model
+    metric, _validate = _validation_callback(type(fitted), data)
+    key = f"val_{metric}"
+    curve = [{"epoch": r.epoch, "loss": r.loss, key: r.validation} for r in fitted.history]
+    best = next((r.validation for r in fitted.history if r.epoch == fitted.best_epoch), None)
+    metrics: dict[str, Any] = {
+        "model": model,
+        "validation_metric": metric,
+        key: best,
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": len(fitted.history),
+        "train_seconds": seconds,
+        "curve": curve,
+        "train_interactions": data.train.nnz,
+        "profiles": len(data.ids),
+        "event_weights": asdict(event_weights()),
+        "split_strategy": data.split.get("strategy", "time"),
+        "schedule": schedule,
+        "search": found.summary(),
+        **features_info,
+    }
+    if fusion_report is not None:
+        metrics["learned_fusion"] = fusion_report
+        metrics["test_like_auc"] = fusion_report["test_like_auc"]
+    return metrics
+
+
+def _artifact_dir(model: str, output_dir: Path | str | None) -> Path:
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    folder = (
+        Path(output_dir)
+        if output_dir
+        else Path(settings.ARTIFACT_ROOT) / MODEL_TYPE / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _write_artifact(
+    folder: Path,
+    recommender: Any,
+    config: Any,
+    model: str,
+    data: SplitData,
+    metrics: dict[str, Any],
+    fusion: LearnedFusion | None,
+) -> None:
+    recommender.save(
+        folder / "model.pt",
+        extra={"ids": data.ids.to_list(), "data_dir": str(data.data_dir), "event_weights": asdict(event_weights())},
+    )
+    if fusion is not None:
+        (folder / FUSION_FILE).write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
+    (folder / "config.json").write_text(json.dumps({"model": model, **asdict(config)}, indent=2) + "\n")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -27,6 +27,7 @@ factors from its features alone instead of falling back to popularity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -167,6 +168,13 @@ class ALS(FeatureScaling, FactorModel):
     name = "als"
     config_class = ALSConfig
     config: ALSConfig
+    # searched by recommender.ml.collab.tuning (the defaults first). Strong regularisation with a
+    # low confidence is what won on MovieLens-100K (docs/benchmarks.md, "Small tenants").
+    search_space: ClassVar[dict[str, list[Any]]] = {
+        "regularization": [0.1, 1.0, 10.0, 30.0, 100.0],
+        "alpha": [10.0, 1.0, 3.0, 30.0],
+        "factors": [64, 32, 128],
+    }
 
     def __init__(self, config: ALSConfig | None = None) -> None:
         super().__init__(config)

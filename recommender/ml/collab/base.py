@@ -228,6 +228,21 @@ class Recommender(ABC):
                 out[cold] = self._popularity_score()[i[cold]]
         return out.numpy()
 
+    def pair_log_odds(self, users: np.ndarray | list[int], items: np.ndarray | list[int]) -> np.ndarray:
+        """(n,) calibrated log-odds that ``users[k]`` likes ``items[k]``, float64; NaN where the
+        model cannot say: an index of -1 (a profile it never saw) or a user it knows nothing
+        about (its popularity fallback ranks items but is not a probability). Models that can
+        answer for anyone (``lmf``) override this."""
+        u = np.asarray(users, dtype=np.int64)
+        i = np.asarray(items, dtype=np.int64)
+        out = np.full(len(u), np.nan)
+        ok = (u >= 0) & (i >= 0)
+        ok[ok] = self.knows_users(u[ok])
+        if ok.any():
+            p = np.clip(self.like_probability(u[ok], i[ok]), 1e-6, 1 - 1e-6)
+            out[ok] = np.log(p / (1 - p))
+        return out
+
     def like_probability(self, users: np.ndarray | list[int], items: np.ndarray | list[int]) -> np.ndarray:
         """Calibrated P(user likes item), [n] float64 in [0, 1]."""
         a, b = self.calibration

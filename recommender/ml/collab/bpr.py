@@ -16,6 +16,7 @@ Optimiser: sparse embeddings with SparseAdam (only the rows in a batch are touch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +43,12 @@ class BPR(FactorModel):
     name = "bpr"
     config_class = BPRConfig
     config: BPRConfig
+    # searched by recommender.ml.collab.tuning (the defaults first)
+    search_space: ClassVar[dict[str, list[Any]]] = {
+        "regularization": [1e-4, 1e-3, 1e-2],
+        "learning_rate": [0.01, 0.003, 0.03],
+        "factors": [64, 32, 128],
+    }
 
     def _setup(self, data: Interactions) -> None:
         cfg = self.config

@@ -114,6 +114,14 @@ class LogisticMF(FactorModel):
     # early stopping on the AUC of likes against passes (``evaluation.validation_like_auc``):
     # catalogue NDCG measures exposure, which this model does not learn
     validation_metric: ClassVar[str] = "like_auc"
+    # searched by recommender.ml.collab.tuning (the defaults first): how much the per-profile
+    # parameters may move is what small tenants need tuned most
+    search_space: ClassVar[dict[str, list[Any]]] = {
+        "bias_regularization": [0.05, 0.01, 0.2, 1.0],
+        "regularization": [2.0, 0.5, 8.0],
+        "factors": [16, 4, 32],
+        "learning_rate": [0.05, 0.02],
+    }
 
     user_bias: torch.Tensor  # [n_users]
     global_bias: torch.Tensor  # [1]
@@ -347,6 +355,10 @@ class LogisticMF(FactorModel):
         z = z.astype(np.float64) + self._pair_term(u, i)
         a, b = self.calibration
         return a * (z + s.base) + b
+
+    def pair_log_odds(self, users: np.ndarray | list[int], items: np.ndarray | list[int]) -> np.ndarray:
+        """:meth:`pair_logits`: this model answers for every pair, cold profiles included."""
+        return self.pair_logits(np.asarray(users), np.asarray(items))
 
     def _pair_row(self, row: int, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(pair log-odds of row liking each column, of each column liking row), each [n_items]

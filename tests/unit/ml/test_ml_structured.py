@@ -211,3 +211,26 @@ def test_scoring_5000_candidates_stays_in_range() -> None:
 
 def test_profile_features_hashable() -> None:
     assert hash(USER) == hash(profile())
+
+
+def test_age_fit_peaks_at_own_age_in_a_wide_range() -> None:
+    """A 25-year-old accepting 18 to 60 fits a 26-year-old better than a 39-year-old (the middle
+    of the range): the fit peaks at the judge's own age, not at the centre of the range."""
+    user = profile(age=25, age_min=18, age_max=60)
+    cands = CandidateBatch.from_features([replace(MATCH, age=a, age_min=18, age_max=120) for a in (26, 39, 55)])
+    fit = structured_scores(user, cands).components["age_fit"]
+    assert fit[0] > fit[1] > fit[2] > 0
+
+
+def test_no_age_preference_is_neutral() -> None:
+    """18 to 120 (the API's default, or null) states nothing: with neither side stating a range,
+    age_fit is NaN and leaves the structured mean; one side's range alone counts by itself."""
+    user = profile(age_min=18, age_max=120)
+    open_ = [replace(MATCH, age=a, age_min=18, age_max=120) for a in (22, 30, 70)]
+    result = structured_scores(user, CandidateBatch.from_features(open_))
+    assert np.isnan(result.components["age_fit"]).all()
+    others = np.mean([result.components[k] for k in ("distance", "interests", "lifestyle")], axis=0)
+    np.testing.assert_allclose(result.score, others, atol=1e-6)
+    ranged = replace(MATCH, age=30, age_min=25, age_max=35)
+    one_sided = structured_scores(user, CandidateBatch.from_features([ranged])).components["age_fit"]
+    assert one_sided[0] == pytest.approx(1.0)  # the user (30) is at the candidate's own age
