@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import scipy.sparse as sp
 from django.conf import settings
 
 from recommender.ml.collab import (
@@ -229,45 +230,22 @@ def offline_evaluate(
         raise EvaluationError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
     if k <= 0:
         raise EvaluationError("k must be positive")
-    config_values(model, config_path)  # a bad config file fails before any work
-    train_t, test_t = _read_interactions(train_csv, "train"), _read_interactions(test_csv, "test")
-    tr_users = train_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
-    tr_items = train_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
-    te_users = test_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
-    te_items = test_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
-    te_relevant = _weights(test_t) > 0
-    if not te_relevant.any():
-        raise EvaluationError(f"test file {test_csv} has no positive interaction to evaluate against")
-    users = IdMap(np.concatenate([tr_users, te_users]))
-    items = IdMap(tr_items)  # the catalogue: what a model can score
-    ui, ii, w = users.index(tr_users), items.index(tr_items), _weights(train_t)
-
-    def part(rows: np.ndarray | slice) -> Interactions:
-        matrix = build_matrix(ui[rows], ii[rows], w[rows], (len(users), len(items)))
-        return Interactions(matrix=matrix, users=users, items=items)
-
-    train = part(slice(None))
-    if train.positives().nnz == 0:
-        raise EvaluationError(f"train file {train_csv} has no positive interaction to learn from")
-    held, how = _validation_rows(train_t, test_t, seed=0)
     trials = settings.ML_TRAIN_SEARCH_TRIALS if search_trials is None else int(search_trials)
     if trials < 1:
         raise EvaluationError("the search needs at least 1 trial (1: the default configuration only)")
-    config, tuning = _tuned(model, config_path, part(~held), part(held), trials, progress)
+    config_values(model, config_path)  # a bad config file fails before any work
+    files = _OfflineFiles.read(train_csv, test_csv)
+    held, how = _validation_rows(files.train_t, files.test_t, seed=0)
+    config, tuning = _tuned(model, config_path, files.part(~held), files.part(held), trials, progress)
     recommender = model_class(model)(config)
+    train = files.part(slice(None))
     recommender.fit(train)
-    # Relevant test pairs over users x (catalogue + one column per unknown test item).
-    ti = items.index(te_items[te_relevant], missing=-1)
-    tu = users.index(te_users[te_relevant])
-    unknown = ti < 0
-    unknown_ids = IdMap(te_items[te_relevant][unknown])
-    ti[unknown] = len(items) + unknown_ids.index(te_items[te_relevant][unknown])
-    relevant = build_matrix(tu, ti, np.ones(tu.size, dtype=np.float32), (len(users), len(items) + len(unknown_ids)))
-    test_users = np.unique(users.index(te_users))  # every test user gets a list, relevant or not
+    test_users = np.unique(files.users.index(files.te_users))  # every test user gets a list, relevant or not
     recs, _ = recommender.recommend(test_users, k, exclude=train.seen())
+    relevant, unknown = files.relevant()
     report: dict[str, Any] = dict(ranking_metrics(recs, relevant[test_users], k))
     report["evaluated_users"] = report.pop("users")
-    report[f"coverage@{k}"] = catalogue_coverage(recs, len(items))
+    report[f"coverage@{k}"] = catalogue_coverage(recs, len(files.items))
     report.update(
         {
             "model": model,
@@ -275,19 +253,73 @@ def offline_evaluate(
             "validation": {"rows": int(held.sum()), "chosen": how},
             "search": tuning,
             "k": k,
-            "train_rows": train_t.num_rows,
-            "test_rows": test_t.num_rows,
+            "train_rows": files.train_t.num_rows,
+            "test_rows": files.test_t.num_rows,
             "test_users": int(test_users.size),
-            "catalogue_items": len(items),
-            "test_rows_with_unknown_items": int(unknown.sum()),
+            "catalogue_items": len(files.items),
+            "test_rows_with_unknown_items": unknown,
         }
     )
     if recs_out:
-        _write_recs(Path(recs_out), users.ids[test_users], recs, items.ids)
+        _write_recs(Path(recs_out), files.users.ids[test_users], recs, files.items.ids)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+@dataclass
+class _OfflineFiles:
+    """TRAIN.csv and TEST.csv on one user map and the train catalogue."""
+
+    train_t: pa.Table
+    test_t: pa.Table
+    users: IdMap
+    items: IdMap  # the catalogue: what a model can score
+    te_users: np.ndarray
+    te_items: np.ndarray
+    te_relevant: np.ndarray  # (test rows,) bool
+
+    @classmethod
+    def read(cls, train_csv: Path | str, test_csv: Path | str) -> _OfflineFiles:
+        train_t, test_t = _read_interactions(train_csv, "train"), _read_interactions(test_csv, "test")
+        te_users = test_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
+        tr_users = train_t.column("user_id").to_numpy(zero_copy_only=False).astype(str)
+        tr_items = train_t.column("item_id").to_numpy(zero_copy_only=False).astype(str)
+        files = cls(
+            train_t=train_t,
+            test_t=test_t,
+            users=IdMap(np.concatenate([tr_users, te_users])),
+            items=IdMap(tr_items),
+            te_users=te_users,
+            te_items=test_t.column("item_id").to_numpy(zero_copy_only=False).astype(str),
+            te_relevant=_weights(test_t) > 0,
+        )
+        if not files.te_relevant.any():
+            raise EvaluationError(f"test file {test_csv} has no positive interaction to evaluate against")
+        if files.part(slice(None)).positives().nnz == 0:
+            raise EvaluationError(f"train file {train_csv} has no positive interaction to learn from")
+        return files
+
+    def part(self, rows: np.ndarray | slice) -> Interactions:
+        """The train rows ``rows`` as an interaction matrix (users x catalogue)."""
+        t = self.train_t
+        u = self.users.index(t.column("user_id").to_numpy(zero_copy_only=False).astype(str)[rows])
+        i = self.items.index(t.column("item_id").to_numpy(zero_copy_only=False).astype(str)[rows])
+        matrix = build_matrix(u, i, _weights(t)[rows], (len(self.users), len(self.items)))
+        return Interactions(matrix=matrix, users=self.users, items=self.items)
+
+    def relevant(self) -> tuple[sp.csr_matrix, int]:
+        """(relevant test pairs over users x (catalogue + one column per unknown test item), how
+        many relevant test rows name an item outside the catalogue)."""
+        ids = self.te_items[self.te_relevant]
+        ti = self.items.index(ids, missing=-1)
+        tu = self.users.index(self.te_users[self.te_relevant])
+        unknown = ti < 0
+        unknown_ids = IdMap(ids[unknown])
+        ti[unknown] = len(self.items) + unknown_ids.index(ids[unknown])
+        shape = (len(self.users), len(self.items) + len(unknown_ids))
+        return build_matrix(tu, ti, np.ones(tu.size, dtype=np.float32), shape), int(unknown.sum())
 
 
 def _write_recs(path: Path, user_ids: np.ndarray, recs: np.ndarray, item_ids: np.ndarray) -> None:

@@ -171,7 +171,7 @@ class ALS(FeatureScaling, FactorModel):
     # searched by recommender.ml.collab.tuning (the defaults first). Strong regularisation with a
     # low confidence is what won on MovieLens-100K (docs/benchmarks.md, "Small tenants").
     search_space: ClassVar[dict[str, list[Any]]] = {
-        "regularization": [0.1, 1.0, 10.0, 30.0, 100.0],
+        "regularization": [0.1, 1.0, 10.0, 30.0, 100.0, 300.0],
         "alpha": [10.0, 1.0, 3.0, 30.0],
         "factors": [64, 32, 128],
     }
