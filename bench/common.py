@@ -163,13 +163,13 @@ def prepared_tenant(manifest: str) -> Any:
     The manifest (population, sizes, seed) is written into the tenant's name only once every
     preparation step succeeded, so an interrupted preparation is never reused.
     """
-    from recommender.models import Tenant
+    from accounts.models import Tenant
 
     return Tenant.objects.filter(slug=BENCH_TENANT_SLUG, name=manifest).first()
 
 
 def new_tenant() -> Any:
-    from recommender.models import Tenant
+    from accounts.models import Tenant
 
     return Tenant.objects.create(slug=BENCH_TENANT_SLUG, name="preparing")
 

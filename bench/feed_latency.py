@@ -193,7 +193,7 @@ def history_stamps(n: int, seed: int) -> list[datetime]:
     """Creation times spread over the past year (seeded), one per profile.
 
     A real population was created over time. Rows that all share one timestamp would also make
-    every index refresh re-read all of them (services/index.py re-reads rows within
+    every index refresh re-read all of them (recommender/serving/index.py re-reads rows within
     INDEX_DELTA_OVERLAP_SECONDS of its watermark), which no production tenant looks like.
     """
     from django.utils import timezone
@@ -330,8 +330,8 @@ def copy_embeddings(
 
 def prepare(env: BenchEnv, args: argparse.Namespace, phases: Phases) -> tuple[Any, dict]:
     """Load population, history, embeddings and index into a fresh bench database."""
+    from recommender.indexing import index_build
     from recommender.services.elo import elo_rebuild
-    from recommender.services.index import index_build
     from recommender.simulation import build_population
 
     with phases("read rows"):
@@ -445,7 +445,7 @@ def ensure_collaborative(
     """The production feed pools the active collaborative version: train one (the production
     pipeline, as in bench.online_eval) unless the tenant has one (or ``retrain``), then load it."""
     from bench.online_eval import train_collaborative
-    from recommender.services.collaborative import collaborative_wait
+    from recommender.serving.collaborative import collaborative_wait
     from registry.models import ModelType, ModelVersion
 
     if model == "none":
@@ -464,10 +464,10 @@ def startup(tenant: Any, prefill: bool, probe: Any = None) -> dict[str, float]:
     pre-filter for it: the first call sorts the snapshot into its (gender, age) partition."""
     import time
 
-    from patra import refresher
+    from core import refresher
     from recommender.feed.store import candidate_store
-    from recommender.services.embeddings import ml_available
-    from recommender.services.index import serving_index
+    from recommender.serving.encoder import ml_available
+    from recommender.serving.index import serving_index
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -500,8 +500,8 @@ def _prefilter_timings(tenant: Any, probe: Any) -> dict[str, float]:
     one, as the collaborative source calls it on every feed."""
     import time
 
+    from recommender.feed.features import profile_features
     from recommender.feed.store import candidate_store
-    from recommender.services.feed import profile_features
 
     snap = candidate_store(tenant.pk).snapshot()
     features = profile_features(probe)
@@ -531,7 +531,7 @@ def measure(tenant: Any, users: Sequence[Any], count: int) -> list[Sample]:
 
     from tqdm import tqdm
 
-    from recommender.services.feed import feed_for
+    from recommender.feed.pipeline import feed_for
 
     samples = []
     for user in tqdm(users, desc="feeds", unit="feed", leave=False):

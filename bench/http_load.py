@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from django.conf import settings
     from django.db import connections
 
-    from recommender.services.credentials import user_token_issue
+    from accounts.services import user_token_issue
 
     with phases("tokens"):
         users = feed_latency.pick_users(tenant, args.users, prep.seed)

@@ -113,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         tenant = prepare()
     from django.db import connections
 
+    from accounts.services import user_token_issue
     from recommender.models import Profile
-    from recommender.services.credentials import user_token_issue
 
     profiles = list(Profile.objects.filter(tenant=tenant).order_by("pk"))
     with phases("tokens"):

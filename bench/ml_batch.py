@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = Phases()
     from rest_framework.test import APIClient
 
-    from recommender.services.credentials import service_key_create
+    from accounts.services import service_key_create
 
     tenant = prepared_tenant(manifest(args)) if args.reuse else None
     if tenant is None:

@@ -179,9 +179,9 @@ def prepare(env: BenchEnv, args: argparse.Namespace, population: Sequence[Any], 
     from django.utils import timezone
     from tqdm import tqdm
 
+    from recommender.indexing import index_build
     from recommender.models import Profile
     from recommender.services.embeddings import embeddings_upsert
-    from recommender.services.index import index_build
     from recommender.services.simulation import population_load, sessions_replay
 
     recreate_database(env)
@@ -329,8 +329,8 @@ def _pg_admin(*statements: str, env: BenchEnv) -> None:
 
 def reset_process_state() -> None:
     """Forget everything a previous variant left in this process or in the bench cache."""
-    from recommender.services.feed import feed_reset_for_tests
-    from recommender.services.index import index_reset_for_tests
+    from recommender.feed.pipeline import feed_reset_for_tests
+    from recommender.serving.index import index_reset_for_tests
 
     feed_reset_for_tests()
     index_reset_for_tests()
@@ -416,7 +416,7 @@ class CeilingPicker:
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # u -> (pks, scores)
 
     def pick(self, user: Any, u: int, count: int) -> list[int]:
-        from recommender.services.feed import feed_reads
+        from recommender.feed.reads import feed_reads
 
         pks, scores = self._scored(user, u)
         reads = feed_reads(tenant_id=self.tenant.pk, user_id=user.pk)  # the feed's one read of both
@@ -427,9 +427,9 @@ class CeilingPicker:
 
     def _scored(self, user: Any, u: int) -> tuple[np.ndarray, np.ndarray]:
         if u not in self._cache:
+            from recommender.feed.features import profile_features
             from recommender.feed.store import candidate_store
             from recommender.ml.structured import hard_filter_mask
-            from recommender.services.feed import profile_features
 
             snap = candidate_store(self.tenant.pk).snapshot()
             rows = np.flatnonzero(snap.active)
@@ -504,9 +504,9 @@ def _shower(tenant: Any, variant: str, simulator: Any, index_of_pk: dict[int, in
     if variant in CEILINGS:
         picker = CeilingPicker(tenant, SimulatorOracle(simulator), variant == "oracle_observable", index_of_pk)
         return lambda user, u: _Shown(picker.pick(user, u, args.count))
-    from recommender.services.collaborative import collaborative_wait
-    from recommender.services.feed import feed_for
-    from recommender.services.ranking import ranker_wait
+    from recommender.feed.pipeline import feed_for
+    from recommender.serving.collaborative import collaborative_wait
+    from recommender.serving.ranker import ranker_wait
 
     feed_variant, use_cf, use_ranker = FEEDS[variant]
     if use_cf:
@@ -541,10 +541,11 @@ def cold_coverage(tenant: Any, count: int, limit: int) -> dict[str, Any]:
     from django.db.models import Count
     from tqdm import tqdm
 
+    from recommender.feed.features import profile_features
+    from recommender.feed.pipeline import feed_for
     from recommender.feed.store import candidate_store
     from recommender.ml.structured import hard_filter_mask
     from recommender.models import Profile, Swipe
-    from recommender.services.feed import feed_for, profile_features
 
     users = list(
         Profile.objects.filter(tenant=tenant, status="active")

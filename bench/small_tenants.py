@@ -73,7 +73,7 @@ def build_tenant(seed: int) -> Tenant:
     """A cohort tenant's meetings (in time order) and a service key to send them with."""
     from django.utils import timezone
 
-    from recommender.services.credentials import service_key_create, tenant_create
+    from accounts.services import service_key_create, tenant_create
     from recommender.simulation import SwipeSimulator, build_population, load_sample
     from recommender.simulation.cohorts import COHORT_SIM_CONFIG, CohortConfig, cohort_meetings
 
@@ -213,9 +213,9 @@ def train_and_activate(tenant: Tenant, folder: Path, *, learn_fusion: bool) -> d
     fusion), then the new version active and loaded."""
     from django.core.management import call_command
 
-    from recommender.models import Tenant as TenantModel
-    from recommender.services.collaborative import collaborative_wait
-    from recommender.services.feed import feed_reset_for_tests
+    from accounts.models import Tenant as TenantModel
+    from recommender.feed.pipeline import feed_reset_for_tests
+    from recommender.serving.collaborative import collaborative_wait
     from recommender.training.train import collaborative_train
     from registry.models import ModelVersion, VersionStatus
     from registry.services import model_version_activate

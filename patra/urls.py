@@ -1,19 +1,14 @@
+"""The URL root: the admin, one include per app, and the OpenAPI schema with its readers."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from recommender.api import feed_urls, ml_urls
-from recommender.api.urls import app_urlpatterns, internal_urlpatterns
-
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/", include((app_urlpatterns, "api"))),
-    path("internal/v1/", include((internal_urlpatterns, "internal"))),
-    path("api/v1/", include((feed_urls.app_urlpatterns, "feed"))),
-    path("internal/ml/", include((feed_urls.internal_ml_urlpatterns, "feed-ml"))),
-    path("api/v1/ml/", include((ml_urls.urlpatterns, "ml"))),
-    path("api/v1/", include("safety.urls_api")),
-    path("moderation/", include("safety.urls_console")),
+    # api/v1/ (api, feed), internal/v1/ (internal), internal/ml/ (feed-ml), api/v1/ml/ (ml)
+    path("", include("recommender.urls")),
+    path("", include("safety.urls")),  # api/v1/ (safety_api) and moderation/ (safety_console)
     # OpenAPI 3 schema (YAML, or JSON with ?format=json) and its two readers, served offline.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -13,18 +13,16 @@ Rules that hold for every model here:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.text import Truncator, smart_split
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.text import Truncator
 
-from recommender.api.serializers import ProfileSerializer
+from core.admin import PatraModelAdmin, ReadOnlyAdmin
 from recommender.models import (
     LIFESTYLE_FIELDS,
     EloRating,
@@ -32,103 +30,14 @@ from recommender.models import (
     Match,
     Profile,
     ProfileStatus,
-    ServiceKey,
     Swipe,
-    Tenant,
-    UserToken,
 )
-from recommender.services.credentials import service_key_revoke
 from recommender.services.profiles import PROFILE_PLAIN_FIELDS, profile_set_status, profile_update
+from recommender.validation import ProfileSerializer
 
 admin.site.site_header = "Patra administration"
 admin.site.site_title = "Patra admin"
 admin.site.index_title = "Site administration"
-
-EVENTS_PER_PAGE = 50
-
-
-def _text_lookup(field: str) -> str:
-    """The lookup of a plain-text search field, with Django's prefixes ("^" starts with)."""
-    if field.startswith("^"):
-        return f"{field[1:]}__istartswith"
-    if field.startswith("="):
-        return f"{field[1:]}__iexact"
-    return f"{field}__icontains"
-
-
-class PatraModelAdmin(admin.ModelAdmin):
-    """Base for every admin here: external-id search that uses an equality lookup, and a refused
-    action answered with 403 rather than silently ignored."""
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        # Django compares "=external_id" as text (a cast, so no index); a UUID term is matched
-        # exactly instead. Search fields are "=<path to a profile>__external_id" or plain text.
-        term = search_term.strip()
-        fields = self.get_search_fields(request)
-        uuid_fields = [f for f in fields if f.startswith("=") and f.endswith("external_id")]
-        uuid_paths = [f[1:] for f in uuid_fields]
-        text_fields = [f for f in fields if f not in uuid_fields]
-        if not term:
-            return queryset, False
-        if uuid_paths:
-            try:
-                wanted = uuid.UUID(term)
-            except ValueError:
-                wanted = None
-            if wanted is not None:
-                return queryset.filter(Q.create([(p, wanted) for p in uuid_paths], connector=Q.OR)), False
-        if not text_fields:
-            # Nothing but external ids to search, and the term is not one: match nothing rather
-            # than scan millions of event rows.
-            return queryset.none(), False
-        # Every word must appear in one of the text fields, as in Django's own search.
-        for word in smart_split(term):
-            queryset = queryset.filter(Q.create([(_text_lookup(f), word) for f in text_fields], connector=Q.OR))
-        return queryset, False
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        if request.method == "POST" and "action" in request.POST:
-            requested = request.POST["action"]
-            known = {name for _func, name, _desc in self._get_base_actions()}
-            # Django drops an action the user may not run and re-renders the list as if nothing
-            # happened; say "forbidden" so a moderator (or a script) knows it did not run.
-            if requested in known and requested not in self.get_actions(request):
-                raise PermissionDenied
-        return super().changelist_view(request, extra_context)
-
-
-class ReadOnlyAdmin(PatraModelAdmin):
-    """View permission as normal; no add, change or delete for anyone, superusers included."""
-
-    list_per_page = EVENTS_PER_PAGE
-    # No COUNT(*) of the whole table on every page view.
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-
-# --- Tenants -----------------------------------------------------------------------------------
-
-
-@admin.register(Tenant)
-class TenantAdmin(PatraModelAdmin):
-    list_display = ("slug", "name", "created_at")
-    search_fields = ("slug", "name")
-    readonly_fields = ("created_at",)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> Sequence[str]:
-        # The slug identifies the tenant in settings and scripts ("default"); fixed once created.
-        return (*self.readonly_fields, "slug") if obj else self.readonly_fields
-
 
 # --- Profiles ----------------------------------------------------------------------------------
 
@@ -279,48 +188,6 @@ class ProfileAdmin(PatraModelAdmin):
     @admin.action(description="Ban selected profiles", permissions=["change"])
     def ban(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
         self._set_status(request, queryset, ProfileStatus.BANNED, "banned")
-
-
-# --- Credentials -------------------------------------------------------------------------------
-
-
-@admin.register(ServiceKey)
-class ServiceKeyAdmin(PatraModelAdmin):
-    list_display = ("name", "tenant", "key_prefix", "created_at", "revoked_at")
-    list_filter = ("tenant", ("revoked_at", admin.EmptyFieldListFilter))
-    list_select_related = ("tenant",)
-    search_fields = ("name", "^key_prefix")
-    # key_hash is never shown. Everything is read-only: a key changes only by being revoked.
-    fields = ("tenant", "name", "key_prefix", "created_at", "revoked_at")
-    readonly_fields = fields
-    actions = ("revoke",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # The raw key must be shown exactly once: `manage.py create_service_key` does that.
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ServiceKey | None = None) -> bool:
-        # Revoke instead: the row stays as a record of which key issued which user tokens.
-        return False
-
-    @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceKey]) -> None:
-        keys = list(queryset.filter(revoked_at__isnull=True))
-        for key in keys:
-            service_key_revoke(key=key)
-        self.message_user(request, f"{len(keys)} key(s) revoked.", messages.SUCCESS)
-
-
-@admin.register(UserToken)
-class UserTokenAdmin(ReadOnlyAdmin):
-    list_display = ("key_prefix", "tenant", "profile", "created_at", "expires_at", "revoked_at")
-    list_filter = ("tenant", ("revoked_at", admin.EmptyFieldListFilter))
-    list_select_related = ("tenant", "profile")
-    search_fields = ("=profile__external_id", "^key_prefix")
-    search_help_text = "A profile's external id (UUID), or the start of a token."
-    fields = ("tenant", "profile", "key_prefix", "issued_by", "created_at", "expires_at", "revoked_at")
-    raw_id_fields = ("profile", "issued_by")
-    ordering = ("-pk",)
 
 
 # --- Events ------------------------------------------------------------------------------------

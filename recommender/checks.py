@@ -23,6 +23,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 # recommender.ml.embeddings (torch, transformers: seconds) is imported only by the checks that
 # need torch (an accelerator or bf16 was asked for) or really load the model (check --deploy).
 from recommender.ml.embedding_spec import BUNDLED_NAMES, ModelNotAvailable, resolve_model_path
+from recommender.ml.fusion import FUSION_METHODS
 
 TAG = "ml"
 SIGNAL_WEIGHTS: tuple[tuple[str, float], ...] = (
@@ -68,9 +69,8 @@ def _not_a_number(name: str) -> Error:
     )
 
 
-@register(TAG)
-def check_signal_weights(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
+def _signal_weight_values(messages: list[CheckMessage]) -> dict[str, float]:
+    """The four signal weights that are numbers in [0, 1]; an error for each that is not."""
     values: dict[str, float] = {}
     for name, default in SIGNAL_WEIGHTS:
         value = _number(name)
@@ -86,28 +86,37 @@ def check_signal_weights(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             )
         else:
             values[name] = value
-    if len(values) == len(SIGNAL_WEIGHTS):
-        total = sum(values.values())
-        names = ", ".join(values)
-        if total <= 0:
-            messages.append(
-                Error(
-                    f"The feed signal weights ({names}) are all 0: no signal would score a candidate.",
-                    hint="Give at least one a positive weight; the defaults are 0.35, 0.35, 0.15 and 0.15.",
-                    id="patra.E002",
-                )
+    return values
+
+
+def _signal_weight_sum(values: dict[str, float]) -> list[CheckMessage]:
+    total = sum(values.values())
+    names = ", ".join(values)
+    if total <= 0:
+        return [
+            Error(
+                f"The feed signal weights ({names}) are all 0: no signal would score a candidate.",
+                hint="Give at least one a positive weight; the defaults are 0.35, 0.35, 0.15 and 0.15.",
+                id="patra.E002",
             )
-        elif abs(total - 1.0) > 0.01:
-            messages.append(
-                Warning(
-                    f"The feed signal weights ({names}) sum to {total:.3f}, not 1.",
-                    hint=(
-                        "Scores only use the weights' proportions, but a sum other than 1 usually means a "
-                        "typo: scale them to sum to 1."
-                    ),
-                    id="patra.W001",
-                )
+        ]
+    if abs(total - 1.0) > 0.01:
+        return [
+            Warning(
+                f"The feed signal weights ({names}) sum to {total:.3f}, not 1.",
+                hint=(
+                    "Scores only use the weights' proportions, but a sum other than 1 usually means a "
+                    "typo: scale them to sum to 1."
+                ),
+                id="patra.W001",
             )
+        ]
+    return []
+
+
+def _pool_settings() -> list[CheckMessage]:
+    """The selectivity exponent and the collaborative model's weight in the pool."""
+    messages: list[CheckMessage] = []
     selectivity = _number("ML_SELECTIVITY_WEIGHT")
     if selectivity is None:
         messages.append(_not_a_number("ML_SELECTIVITY_WEIGHT"))
@@ -129,8 +138,12 @@ def check_signal_weights(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 id="patra.E018",
             )
         )
-    from recommender.ml.fusion import FUSION_METHODS  # numpy only
+    return messages
 
+
+def _ranking_settings() -> list[CheckMessage]:
+    """The reciprocal fusion method and the exploration share."""
+    messages: list[CheckMessage] = []
     if settings.ML_FUSION_METHOD not in FUSION_METHODS:
         messages.append(
             Error(
@@ -149,6 +162,15 @@ def check_signal_weights(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             )
         )
     return messages
+
+
+@register(TAG)
+def check_signal_weights(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    values = _signal_weight_values(messages)
+    if len(values) == len(SIGNAL_WEIGHTS):
+        messages += _signal_weight_sum(values)
+    return messages + _pool_settings() + _ranking_settings()
 
 
 @register(TAG)
@@ -190,7 +212,9 @@ def check_thresholds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 )
             )
     m, ef_c, ef_s = (getattr(settings, n, None) for n in ("INDEX_M", "INDEX_EF_CONSTRUCTION", "INDEX_EF_SEARCH"))
-    if not all(isinstance(v, int) for v in (m, ef_c, ef_s)) or not (2 <= m <= 100 and ef_c >= m and ef_s >= 1):
+    if not (isinstance(m, int) and isinstance(ef_c, int) and isinstance(ef_s, int)) or not (
+        2 <= m <= 100 and ef_c >= m and ef_s >= 1
+    ):
         messages.append(
             Error(
                 f"HNSW parameters out of range: INDEX_M={m}, INDEX_EF_CONSTRUCTION={ef_c}, INDEX_EF_SEARCH={ef_s}.",
@@ -215,7 +239,7 @@ def check_limits_and_throttles(app_configs: Any = None, **kwargs: Any) -> list[C
                     id="patra.E014",
                 )
             )
-    from recommender.api.throttling import InvalidRate, parse_rate
+    from core.throttling import InvalidRate, parse_rate
 
     rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES") or {}
     for scope, rate in rates.items():
@@ -355,7 +379,7 @@ def check_embedding_model_loads(app_configs: Any = None, **kwargs: Any) -> list[
     """``check --deploy`` only: really load the model once (seconds), as serving will."""
     if not settings.ML_ENABLED or check_embedding_model():
         return []  # disabled, or the cheap check already reported why it cannot load
-    from recommender.services.embeddings import encode_texts
+    from recommender.serving.encoder import encode_texts
 
     try:
         encode_texts(["check"])  # loads the encoder the API and the feed use, with its backend

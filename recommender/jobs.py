@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+from django.utils import timezone
+
 from recommender.training.options import GROUP_KINDS, TRAINABLE, GroupKind, parse_start
+from registry.jobs import BOOLEAN, JobContext, is_true, register_job
 from registry.models import ModelVersion
-from registry.tasks import BOOLEAN, JobContext, is_true, register_job
 
 
 def _version(version_id: object) -> ModelVersion | None:
@@ -28,7 +30,7 @@ def _version(version_id: object) -> ModelVersion | None:
     "build_index", queue="indexing", description="Embed new profiles, then build the tenant's HNSW index", params={}
 )
 def build_index_job(ctx: JobContext) -> ModelVersion | None:
-    from recommender.services.index import index_build
+    from recommender.indexing import index_build
 
     result = index_build(
         tenant=ctx.tenant,
@@ -79,8 +81,6 @@ def train_collaborative_job(ctx: JobContext) -> ModelVersion | None:
     params={"since": parse_start, "groups": GROUP_KINDS},
 )
 def train_ranker_job(ctx: JobContext) -> ModelVersion | None:
-    from django.utils import timezone
-
     from recommender.training.ranker import ranker_train
 
     since = ctx.params.get("since")

@@ -1,15 +1,13 @@
-"""Tenants, profiles, API credentials and the event tables.
+"""Profiles and the event tables.
 
-Every row belongs to exactly one tenant. Events carry their tenant too (denormalised) so that
-every query can be scoped by tenant without a join, and so that an index can lead with it.
+Every row belongs to exactly one tenant (``accounts.Tenant``, where tenants and credentials
+live). Events carry their tenant too (denormalised) so that every query can be scoped by tenant
+without a join, and so that an index can lead with it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
-from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -17,21 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from recommender.schema import LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
-
-DEFAULT_TENANT_SLUG = "default"
-
-
-class Tenant(models.Model):
-    slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=200)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    class Meta:
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return self.slug
+from recommender.vocabulary import LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
 
 
 class Gender(models.TextChoices):
@@ -49,12 +33,12 @@ class ProfileStatus(models.TextChoices):
     ERASED = "erased"
 
 
-# LIFESTYLE_FIELDS (recommender.schema) are both Profile columns and the keys of the API's
+# LIFESTYLE_FIELDS (recommender.vocabulary) are both Profile columns and the keys of the API's
 # `attributes` object.
 
 
 class Profile(models.Model):
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="profiles")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="profiles")
     external_id = models.UUIDField(help_text="The app's user UUID; unique per tenant.")
     status = models.CharField(max_length=16, choices=ProfileStatus.choices, default=ProfileStatus.ACTIVE)
 
@@ -121,61 +105,8 @@ class Profile(models.Model):
     def is_visible(self) -> bool:
         return self.status == ProfileStatus.ACTIVE
 
-    def attributes(self) -> dict[str, object]:
+    def attributes(self) -> dict[str, str | int | None]:
         return {name: getattr(self, name) for name in LIFESTYLE_FIELDS}
-
-
-# --- Credentials ----------------------------------------------------------------------------
-
-
-def hash_key(raw_key: str) -> str:
-    """Keys are 256-bit random strings, so one SHA-256 is enough (no salt or stretching needed:
-    there is nothing to brute-force)."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def generate_key(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(32)}"
-
-
-class ServiceKey(models.Model):
-    """A tenant's key for backend services. Only the hash is stored; the key is shown once."""
-
-    RAW_PREFIX = "psk"
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="service_keys")
-    name = models.CharField(max_length=100)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    key_prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a key.")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="service_key_unique_name")]
-
-    def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.name} ({self.key_prefix}…)"
-
-
-class UserToken(models.Model):
-    """A mobile-app token scoped to one profile."""
-
-    RAW_PREFIX = "put"
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="user_tokens")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="tokens")
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    key_prefix = models.CharField(max_length=12, editable=False)
-    issued_by = models.ForeignKey(ServiceKey, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField()
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"token {self.key_prefix}… for {self.profile_id}"
-
-    def is_valid_at(self, now: datetime) -> bool:
-        return self.revoked_at is None and self.expires_at > now
 
 
 # --- Events ---------------------------------------------------------------------------------
@@ -193,7 +124,7 @@ POSITIVE_ACTIONS = (SwipeAction.LIKE, SwipeAction.SUPERLIKE)
 class Impression(models.Model):
     """A candidate shown to a user in a feed."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
     user = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="impressions")
     candidate = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="+")
     position = models.PositiveIntegerField()
@@ -216,7 +147,7 @@ class Impression(models.Model):
 
 
 class Swipe(models.Model):
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
     user = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="swipes_made")
     candidate = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="swipes_received")
     action = models.CharField(max_length=16, choices=SwipeAction.choices)
@@ -260,7 +191,7 @@ class MatchType(models.TextChoices):
 class Match(models.Model):
     """A pair stored once, in canonical order (user_a.id < user_b.id)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
     user_a = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="+")
     user_b = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="+")
     match_type = models.CharField(max_length=16, choices=MatchType.choices, default=MatchType.MUTUAL_LIKE)
@@ -286,7 +217,7 @@ class EloRating(models.Model):
     """A profile's desirability rating, derived from swipes (rebuildable from the Swipe table)."""
 
     profile = models.OneToOneField(Profile, on_delete=models.CASCADE, primary_key=True, related_name="elo")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
     rating = models.FloatField(default=1500.0)
     swipes_received = models.PositiveIntegerField(default=0)
     # How selective the profile is as a swiper: the feed's estimate of P(v likes u) scales with
@@ -314,7 +245,7 @@ class ProfileEmbedding(models.Model):
     Redis cache, both of which are derived and rebuildable from this table."""
 
     profile = models.OneToOneField(Profile, on_delete=models.CASCADE, primary_key=True, related_name="embedding")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
     model_name = models.CharField(max_length=200)
     dim = models.PositiveSmallIntegerField()
     vector = models.BinaryField(help_text="float32 little-endian, L2-normalised")
@@ -339,7 +270,7 @@ class EloBaseline(models.Model):
     """
 
     profile = models.OneToOneField(Profile, on_delete=models.CASCADE, primary_key=True, related_name="+")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
     rating = models.FloatField()
     swipes_received = models.PositiveIntegerField(default=0)
     swipes_given = models.PositiveIntegerField(default=0)

@@ -13,11 +13,16 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from recommender.models import Tenant
-from recommender.services.credentials import user_tokens_purge_expired
+from accounts.models import Tenant
+from accounts.services import user_tokens_purge_expired
+from recommender.indexing import index_build
 from recommender.services.elo import elo_rebuild
-from recommender.services.embeddings import EmbeddingUnavailable, embeddings_upsert
-from recommender.services.index import index_build
+from recommender.services.embeddings import embeddings_upsert
+from recommender.services.retention import events_prune
+from recommender.serving.encoder import EmbeddingUnavailable
+
+# Registered here because Celery's autodiscovery imports only ``<app>.tasks`` modules.
+from recommender.training import tasks as _training_tasks  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +106,8 @@ def purge_expired_user_tokens(self: Task) -> int:
     return user_tokens_purge_expired()
 
 
-# Registered here because Celery's autodiscovery imports only ``<app>.tasks`` modules.
-from recommender.training import tasks as _training_tasks  # noqa: E402, F401
-
-
 @shared_task(name="recommender.tasks.prune_expired_events", soft_time_limit=55 * 60, time_limit=60 * 60, **_RETRYING)
 def prune_expired_events(self: Task) -> dict[str, object]:
     """Nightly: delete raw events older than EVENT_RETENTION_DAYS (bounded batches; the Elo
     aggregates of what is deleted are kept). Idempotent: a second run finds nothing to do."""
-    from recommender.services.retention import events_prune
-
     return events_prune().as_dict()

@@ -26,10 +26,11 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from recommender.admin import ReadOnlyAdmin
-from recommender.models import Tenant
+from accounts.models import Tenant
+from core.admin import ReadOnlyAdmin
 from registry.charts import interval_chart, line_chart
 from registry.experiments import experiment_report
+from registry.jobs import JOBS, task_run_start
 from registry.models import (
     AuditLog,
     Experiment,
@@ -56,7 +57,6 @@ from registry.services import (
     model_version_activate,
     model_version_deactivate,
     model_version_rollback,
-    task_run_start,
 )
 
 VERSIONS_ON_PAGE = 50
@@ -582,8 +582,6 @@ class StartJobForm(forms.Form):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from registry.tasks import JOBS
-
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [(name, job.description or name) for name, job in sorted(JOBS.items())]
 
@@ -601,8 +599,6 @@ class StartJobForm(forms.Form):
         return params
 
     def clean(self) -> dict[str, Any]:
-        from registry.tasks import JOBS
-
         cleaned = super().clean()
         kind, params = cleaned.get("kind"), cleaned.get("params")
         if kind in JOBS and params is not None:

@@ -7,7 +7,7 @@ versions, a run's per-epoch curves) and point-with-interval charts (experiment r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -71,7 +71,7 @@ def _padded(values: Sequence[float]) -> tuple[float, float]:
 
 
 def line_chart(
-    series: dict[str, Sequence[tuple[float, float]]], *, title: str, x_label: str, y_label: str
+    series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, x_label: str, y_label: str
 ) -> SafeString:
     """One line per series of (x, y) points, with a legend on the right."""
     points = [(x, y) for values in series.values() for x, y in values if y is not None and math.isfinite(y)]

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from registry.models import ModelType, VersionStatus
 from registry.selectors import version_auto_activated, version_get
 

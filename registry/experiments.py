@@ -5,10 +5,11 @@ Assignment is sticky without storing anything: ``sha256(salt + ":" + user id)`` 
 A user therefore keeps their arm for the whole experiment, as long as the salt and the split do
 not change, which is why the services refuse to change the arms of a started experiment.
 
-The report reads the event tables: impressions carry the arm's tag (``x<experiment id>:<arm>``);
-a swipe counts for an arm when an impression of that arm showed the same candidate to the same
-user before it; a match counts when an impression of the arm showed one of the pair to the other
-before it matched.
+The report needs what each arm's users did, which the app that records impressions, swipes and
+matches knows (recommender, above the registry): it registers an *outcome reader* at start-up
+(``register_outcome_reader`` in its AppConfig.ready) and the report asks it, arm by arm. Feeds tag
+the impressions they serve with the arm (``ExperimentArm.tag``), so the reader can tell the arms
+apart.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from patra.refresher import refresh_later
-from recommender.models import POSITIVE_ACTIONS, Impression, Match, Profile, Swipe, Tenant
+from accounts.models import Tenant
+from core.refresher import refresh_later
 from registry.models import Experiment, ExperimentArm
 from registry.selectors import running_experiment
 
@@ -86,7 +86,13 @@ def _remember_running(key: tuple[int, str], ttl: float) -> Experiment | None:
     return experiment
 
 
-def experiment_for_impression(tenant: Tenant, model_type: str, user: Profile) -> tuple[str, str] | None:
+class _User(Protocol):
+    # A profile of the app that serves feeds: all the assignment needs of it.
+    @property
+    def external_id(self) -> uuid.UUID: ...
+
+
+def experiment_for_impression(tenant: Tenant, model_type: str, user: _User) -> tuple[str, str] | None:
     """``(arm tag, version label)`` to record on the user's impressions and to serve the user
     with, or None when no experiment of this type runs for the tenant."""
     experiment = _running(tenant.pk, model_type)
@@ -166,46 +172,54 @@ class ExperimentReport:
     arms: list[ArmReport]
 
 
-def _arm_counts(tenant_id: int, tag: str, start: datetime | None, end: datetime) -> dict[str, Any]:
-    impressions = Impression.objects.filter(tenant_id=tenant_id, experiment_arm=tag, occurred_at__lte=end)
-    if start is not None:
-        impressions = impressions.filter(occurred_at__gte=start)
-    shown_before_swipe = impressions.filter(
-        user=OuterRef("user"), candidate=OuterRef("candidate"), occurred_at__lte=OuterRef("occurred_at")
-    )
-    swipes = (
-        Swipe.objects.filter(tenant_id=tenant_id)
-        .filter(Exists(shown_before_swipe))
-        .aggregate(total=Count("pk"), positive=Count("pk", filter=Q(action__in=POSITIVE_ACTIONS)))
-    )
-    shown_before_match = impressions.filter(
-        Q(user=OuterRef("user_a"), candidate=OuterRef("user_b"))
-        | Q(user=OuterRef("user_b"), candidate=OuterRef("user_a")),
-        occurred_at__lte=OuterRef("occurred_at"),
-    )
-    matches = Match.objects.filter(tenant_id=tenant_id).filter(Exists(shown_before_match)).count()
-    return {
-        "impressions": impressions.count(),
-        "swipes": swipes["total"],
-        "positive": swipes["positive"],
-        "matches": matches,
-    }
+# --- Outcomes: read by the app that records the events (a hook; the registry sits below it) ------------
+
+
+@dataclass(frozen=True)
+class ArmOutcome:
+    """What the users of one arm did while it served them."""
+
+    impressions: int  # impressions tagged with the arm
+    swipes: int  # swipes on a candidate an impression of the arm showed the swiper before
+    positive_swipes: int  # of which likes (the app's positive actions)
+    matches: int  # matches where an impression of the arm showed one of the pair to the other before
+
+
+class OutcomeReader(Protocol):
+    def __call__(self, *, tenant_id: int, arm_tag: str, start: datetime | None, end: datetime) -> ArmOutcome: ...
+
+
+_outcome_readers: list[OutcomeReader] = []  # at most one: the last registered
+
+
+def register_outcome_reader(reader: OutcomeReader) -> None:
+    """Make ``reader`` the source of arms' outcomes. Called from an AppConfig.ready(); a second
+    call replaces the first, so an app set up twice (tests) is not counted twice."""
+    _outcome_readers[:] = [reader]
+
+
+def arm_outcome(*, tenant_id: int, arm_tag: str, start: datetime | None, end: datetime) -> ArmOutcome:
+    """The outcome of the arm tagged ``arm_tag`` between ``start`` (None: from its first
+    impression) and ``end``, from the registered reader."""
+    if not _outcome_readers:
+        raise RuntimeError("No experiment outcome reader is registered: the app recording impressions registers one.")
+    return _outcome_readers[0](tenant_id=tenant_id, arm_tag=arm_tag, start=start, end=end)
 
 
 def experiment_report(experiment: Experiment) -> ExperimentReport:
     start = experiment.started_at
     end = experiment.stopped_at or timezone.now()
     arms = list(experiment.arms.select_related("version"))
-    counts = [_arm_counts(experiment.tenant_id, arm.tag, start, end) for arm in arms]
-    likes = [wilson(c["positive"], c["swipes"]) for c in counts]
-    matches = [wilson(c["matches"], c["impressions"]) for c in counts]
+    counts = [arm_outcome(tenant_id=experiment.tenant_id, arm_tag=arm.tag, start=start, end=end) for arm in arms]
+    likes = [wilson(c.positive_swipes, c.swipes) for c in counts]
+    matches = [wilson(c.matches, c.impressions) for c in counts]
     reports = [
         ArmReport(
             arm=arm,
-            impressions=c["impressions"],
-            swipes=c["swipes"],
-            positive_swipes=c["positive"],
-            matches=c["matches"],
+            impressions=c.impressions,
+            swipes=c.swipes,
+            positive_swipes=c.positive_swipes,
+            matches=c.matches,
             like=likes[i],
             match=matches[i],
             like_p_value=None if i == 0 else two_proportion_p_value(likes[0], likes[i]),

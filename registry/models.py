@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from recommender.models import Tenant
+from accounts.models import Tenant
+
+# A member of one of the choices below. Django makes every member a str; mypy, without Django's
+# type stubs, reads a member declared with a label (``TAR = "tar", "directory ..."``) as a tuple,
+# so code that passes members around annotates them with this.
+Choice = Any
 
 
 class ModelType(models.TextChoices):

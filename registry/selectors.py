@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from registry.models import (
     AuditAction,
     AuditLog,

@@ -1,4 +1,5 @@
-"""Writes of the registry: registering versions, changing which one serves, experiments, task runs.
+"""Writes of the registry: registering versions, changing which one serves, experiments. (The
+runs of admin-startable jobs are written in registry.jobs, beside the jobs they run.)
 
 Rules:
 
@@ -22,7 +23,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,18 +31,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from registry.models import (
     AuditAction,
     AuditLog,
+    Choice,
     Experiment,
     ExperimentArm,
     ExperimentStatus,
     ModelSlot,
     ModelType,
     ModelVersion,
-    TaskRun,
-    TaskRunStatus,
     VersionStatus,
 )
 from registry.selectors import Actor, access_registry_admin, actor_name, rollback_target
@@ -86,7 +85,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _jsonable(value: dict[str, Any] | None) -> dict[str, Any]:
+def jsonable(value: dict[str, Any] | None) -> dict[str, Any]:
     """A JSON-clean copy, checked before any upload so a bad metric fails the job early."""
     return json.loads(json.dumps(value or {}, default=_json_default))
 
@@ -113,7 +112,7 @@ def _next_number(tenant_id: int, model_type: str) -> int:
 def _audit(
     *,
     actor: Actor,
-    action: str,
+    action: Choice,
     tenant_id: int,
     model_type: str,
     reason: str,
@@ -198,7 +197,7 @@ def model_version_register(
     version of a slot is activated automatically. On failure nothing is registered and the
     stored artifact is removed."""
     _check_model_type(model_type)
-    clean = {"parameters": _jsonable(parameters), "metrics": _jsonable(metrics), "data_ref": _jsonable(data_ref)}
+    clean = {"parameters": jsonable(parameters), "metrics": jsonable(metrics), "data_ref": jsonable(data_ref)}
     version_id = uuid.uuid4()
     store = artifact_store()
     stored = store.put(Path(artifact_path), _artifact_key(tenant, model_type, version_id))
@@ -260,8 +259,8 @@ def registering(
             status=VersionStatus.REGISTERING,
             code_version=code_version(),
             created_by=created_by,
-            parameters=_jsonable(parameters),
-            data_ref=_jsonable(data_ref),
+            parameters=jsonable(parameters),
+            data_ref=jsonable(data_ref),
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"patra-{model_type}-v{version.version}-"))
     handle = RegistrationHandle(
@@ -280,9 +279,9 @@ def registering(
 def _registration_complete(handle: RegistrationHandle) -> None:
     version = handle.version
     clean = {
-        "parameters": _jsonable(handle.parameters),
-        "metrics": _jsonable(handle.metrics),
-        "data_ref": _jsonable(handle.data_ref),
+        "parameters": jsonable(handle.parameters),
+        "metrics": jsonable(handle.metrics),
+        "data_ref": jsonable(handle.data_ref),
     }
     source = handle.artifact_path or handle.workdir
     if source == handle.workdir and not any(handle.workdir.iterdir()):
@@ -343,7 +342,7 @@ def _swap(
     tenant_id: int,
     model_type: str,
     actor: Actor,
-    action: str,
+    action: Choice,
     reason: str,
     experiment: Experiment | None = None,
 ) -> ModelVersion | None:
@@ -600,96 +599,3 @@ def experiment_promote(*, experiment: Experiment, arm: ExperimentArm, actor: Act
         locked.winner = arm
         locked.save(update_fields=["status", "stopped_at", "winner"])
     return locked
-
-
-# --- Task runs -----------------------------------------------------------------------------------
-
-
-def task_run_start(
-    *, kind: str, tenant: Tenant, actor: Actor, task: Any = None, params: dict[str, Any] | None = None
-) -> TaskRun:
-    """Record a run of the job ``kind`` and queue it (``task`` defaults to registry.tasks.run_job;
-    any Celery task taking the run id works). Queued after commit, so the worker finds the row."""
-    from registry.tasks import JOBS, run_job
-
-    if kind not in JOBS:
-        raise RegistryError(f"Unknown job {kind!r}; known jobs: {', '.join(sorted(JOBS)) or 'none'}.")
-    try:
-        JOBS[kind].check_params(dict(params or {}))
-    except ValueError as exc:
-        raise RegistryError(str(exc)) from exc
-    run = TaskRun.objects.create(kind=kind, tenant=tenant, started_by=actor_name(actor), params=_jsonable(params))
-    celery_task = task or run_job
-    queue = JOBS[kind].queue
-
-    def enqueue() -> None:
-        result = celery_task.apply_async(args=[str(run.pk)], queue=queue)
-        # Eager mode has finished the run by now; only fill the id, never overwrite its outcome.
-        TaskRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
-
-    transaction.on_commit(enqueue)
-    return run
-
-
-WORKER_LOST = "The worker running this job died (killed, out of memory or restarted); nothing was kept."
-
-
-def task_run_claim(*, run_id: Any, celery_task_id: str = "") -> TaskRun | None:
-    """Claim a queued run once.
-
-    A message delivered again for a run that is still ``running`` under the same Celery task id
-    means the worker that ran it died (tasks are acknowledged late, so the broker hands the
-    message out again): the run and any version it left ``registering`` are marked failed, and
-    nothing runs twice. The previously active version keeps serving throughout.
-    """
-    with transaction.atomic():
-        run = TaskRun.objects.select_for_update().select_related("tenant").filter(pk=run_id).first()
-        if run is not None and run.status == TaskRunStatus.RUNNING and celery_task_id == run.celery_task_id:
-            task_run_abandon(run=run, error=WORKER_LOST)
-            return None
-        if run is None or run.status != TaskRunStatus.QUEUED:
-            return None
-        run.status = TaskRunStatus.RUNNING
-        run.started_at = timezone.now()
-        fields = ["status", "started_at"]
-        if celery_task_id:
-            run.celery_task_id = celery_task_id
-            fields.append("celery_task_id")
-        run.save(update_fields=fields)
-    return run
-
-
-def task_run_abandon(*, run: TaskRun, error: str) -> None:
-    """Fail a run whose worker is gone, and every version it left half-registered."""
-    for version in ModelVersion.objects.filter(
-        status=VersionStatus.REGISTERING, created_by=f"task:{run.kind}:{run.pk}"
-    ):
-        model_version_fail(version=version, error=error)
-    task_run_finish(run=run, error=error)
-
-
-def task_runs_sweep_stale(*, older_than: timedelta) -> int:
-    """Fail runs still ``running`` (and versions still ``registering``) long after any task
-    could still be alive: the safety net for a worker lost without its message coming back."""
-    cutoff = timezone.now() - older_than
-    stale = 0
-    for run in TaskRun.objects.filter(status=TaskRunStatus.RUNNING, started_at__lt=cutoff):
-        task_run_abandon(run=run, error=WORKER_LOST)
-        stale += 1
-    for version in ModelVersion.objects.filter(status=VersionStatus.REGISTERING, created_at__lt=cutoff):
-        model_version_fail(version=version, error=WORKER_LOST)
-        stale += 1
-    return stale
-
-
-def task_run_progress(*, run: TaskRun, **progress: Any) -> None:
-    run.progress = {**run.progress, **_jsonable(progress)}
-    run.save(update_fields=["progress"])
-
-
-def task_run_finish(*, run: TaskRun, version: ModelVersion | None = None, error: str = "") -> None:
-    run.status = TaskRunStatus.FAILED if error else TaskRunStatus.SUCCEEDED
-    run.version = version
-    run.error = error[:10_000]
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "version", "error", "finished_at"])

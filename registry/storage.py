@@ -23,17 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from registry.models import ArtifactFormat
-
-if TYPE_CHECKING:
-    from registry.models import ModelVersion
+from registry.models import ArtifactFormat, Choice, ModelVersion
 
 CHUNK = 1024 * 1024
 LOCAL_SCHEME = "local://"
@@ -88,7 +85,7 @@ def _pack_directory(source: Path, target: Path) -> None:
 
 
 @contextmanager
-def packed(source: Path) -> Iterator[tuple[Path, str]]:
+def packed(source: Path) -> Iterator[tuple[Path, Choice]]:
     """The file to store for ``source`` and its format: the file itself, or a temporary tar."""
     if source.is_file():
         yield source, ArtifactFormat.FILE

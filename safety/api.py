@@ -12,16 +12,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recommender.api.errors import PayloadTooLarge
-from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
-from recommender.authentication import ApiClient
+from accounts.authentication import ApiClient
+from accounts.permissions import IsServiceKey, IsUserToken, IsUserTokenMayBeBanned
+from core.errors import PayloadTooLarge
+from core.openapi import AUTH_ERRORS, RETRY_AFTER, errors
 from recommender.models import Profile, ProfileStatus
-from recommender.permissions import IsServiceKey, IsUserToken, IsUserTokenMayBeBanned
 from safety import serving
 from safety.ml import LABELS
 from safety.models import ReportReason
 from safety.selectors import access_appealable_decision
 from safety.services import SafetyError, appeal_create, block_create, report_create
+
+
+def _own(client: ApiClient) -> Profile:
+    """The caller's profile: these views admit user tokens only (``IsUserToken*``)."""
+    assert client.profile is not None
+    return client.profile
 
 
 def _target(client: ApiClient, external_id: Any) -> Profile:
@@ -114,7 +120,7 @@ class ReportView(APIView):
         reported = _target(client, ser.validated_data["profile_id"])
         try:
             report = report_create(
-                reporter=client.profile,
+                reporter=_own(client),
                 reported=reported,
                 reason=ser.validated_data["reason"],
                 text=ser.validated_data["text"],
@@ -149,7 +155,7 @@ class BlockView(APIView):
         client: ApiClient = request.user
         try:
             blocked = _target(client, ser.validated_data["profile_id"])
-            block, created = block_create(blocker=client.profile, blocked=blocked)
+            block, created = block_create(blocker=_own(client), blocked=blocked)
         except SafetyError as exc:
             return _refused(exc)
         return Response({"id": block.pk, "status": "blocked"}, status=201 if created else 200)
@@ -176,11 +182,11 @@ class AppealView(APIView):
         ser.is_valid(raise_exception=True)
         client: ApiClient = request.user
         try:
-            decision = access_appealable_decision(client.profile, ser.validated_data.get("decision_id"))
+            decision = access_appealable_decision(_own(client), ser.validated_data.get("decision_id"))
         except Http404:
             return Response({"decision_id": ["No decision of yours to appeal."]}, status=400)
         try:
-            appeal = appeal_create(profile=client.profile, decision=decision, text=ser.validated_data["text"])
+            appeal = appeal_create(profile=_own(client), decision=decision, text=ser.validated_data["text"])
         except SafetyError as exc:
             return _refused(exc)
         return Response({"id": appeal.pk, "decision_id": decision.pk, "status": appeal.status}, status=201)

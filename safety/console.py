@@ -20,7 +20,7 @@ from safety import charts
 from safety.forms import AppealForm, BulkForm, DecisionForm
 from safety.highlight import highlight
 from safety.ml import LABELS
-from safety.models import ItemStatus, PolicyLabel, ProfileSafetyScore, Queue
+from safety.models import ItemStatus, PolicyLabel, ProfileSafetyScore, Queue, QueueItem
 from safety.selectors import (
     access_console,
     access_queue_item,
@@ -97,33 +97,46 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
     is_appeal = item.queue == Queue.APPEALS
     form: Any = AppealForm(request.POST or None) if is_appeal else DecisionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            if is_appeal:
-                appeal_resolve(
-                    item=item,
-                    user=request.user,
-                    accept=form.cleaned_data["outcome"] == "accept",
-                    policy_label=form.cleaned_data["policy_label"],
-                    rationale=form.cleaned_data["rationale"],
-                )
-            else:
-                decision_record(
-                    item=item,
-                    user=request.user,
-                    action=form.cleaned_data["action"],
-                    policy_label=form.cleaned_data["policy_label"],
-                    rationale=form.cleaned_data["rationale"],
-                )
-        except SafetyError as exc:
-            for field, errs in exc.errors.items():
-                form.add_error(field if field in form.fields else None, errs)
+        decided = _decide(request, item, form, is_appeal=is_appeal)
+        if decided is not None:
+            return decided
+    return _render_item(request, item, form, is_appeal=is_appeal)
+
+
+def _decide(request: HttpRequest, item: QueueItem, form: Any, *, is_appeal: bool) -> HttpResponse | None:
+    """Record the form's decision and redirect (to the next item if asked), or put the refusal's
+    errors on the form and return None (the page is shown again with them)."""
+    data = form.cleaned_data
+    try:
+        if is_appeal:
+            appeal_resolve(
+                item=item,
+                user=request.user,
+                accept=data["outcome"] == "accept",
+                policy_label=data["policy_label"],
+                rationale=data["rationale"],
+            )
         else:
-            messages.success(request, f"Item {item.pk} decided.")
-            if request.POST.get("then") == "next":
-                nxt = queue_item_claim_next(user=request.user, queue=item.queue)
-                if nxt is not None:
-                    return HttpResponseRedirect(reverse("safety_console:item", args=[nxt.pk]))
-            return HttpResponseRedirect(reverse("safety_console:queue") + f"?queue={item.queue}")
+            decision_record(
+                item=item,
+                user=request.user,
+                action=data["action"],
+                policy_label=data["policy_label"],
+                rationale=data["rationale"],
+            )
+    except SafetyError as exc:
+        for field, errs in exc.errors.items():
+            form.add_error(field if field in form.fields else None, errs)
+        return None
+    messages.success(request, f"Item {item.pk} decided.")
+    if request.POST.get("then") == "next":
+        nxt = queue_item_claim_next(user=request.user, queue=item.queue)
+        if nxt is not None:
+            return HttpResponseRedirect(reverse("safety_console:item", args=[nxt.pk]))
+    return HttpResponseRedirect(reverse("safety_console:queue") + f"?queue={item.queue}")
+
+
+def _render_item(request: HttpRequest, item: QueueItem, form: Any, *, is_appeal: bool) -> HttpResponse:
     profile = item.profile
     score = ProfileSafetyScore.objects.filter(profile=profile).first()
     evidence = score.evidence if score else {}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from registry.jobs import BOOLEAN, JobContext, is_true, register_job
 from registry.models import ModelVersion
-from registry.tasks import BOOLEAN, JobContext, is_true, register_job
 from safety.training import train_and_register
 
 

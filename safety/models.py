@@ -11,7 +11,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from recommender.models import Profile, Tenant
+from accounts.models import Tenant
+from recommender.models import Profile
 
 
 class ProfileSafetyScore(models.Model):

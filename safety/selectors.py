@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -15,9 +16,20 @@ from django.http import Http404
 from django.utils import timezone
 
 from recommender.ml.embedding_spec import profile_text
-from recommender.models import POSITIVE_ACTIONS, Profile, ProfileEmbedding, Swipe
+from recommender.models import POSITIVE_ACTIONS, Profile, ProfileEmbedding, ProfileStatus, Swipe
 from safety.ml.fake import BehaviourSignals
-from safety.models import Action, Appeal, Block, Decision, ItemStatus, Queue, QueueItem, Report, ReportReason
+from safety.models import (
+    Action,
+    Appeal,
+    Block,
+    Decision,
+    ItemStatus,
+    PolicyLabel,
+    Queue,
+    QueueItem,
+    Report,
+    ReportReason,
+)
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -137,6 +149,15 @@ def profile_safety_text(profile: Profile) -> str:
     return profile_text(profile.bio, profile.prompts or [])
 
 
+def unscored_profile_ids(*, limit: int) -> list[int]:
+    """Up to ``limit`` profiles (not erased) that have no safety score yet."""
+    return list(
+        Profile.objects.exclude(status=ProfileStatus.ERASED)
+        .filter(safety_score__isnull=True)
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 # --- Behaviour signals for fake_profile -----------------------------------------------------------
 
 
@@ -188,8 +209,6 @@ def behaviour_signals(profile: Profile, *, now: datetime | None = None) -> Behav
 
 def _near_copy_similarity(profile: Profile) -> float:
     """Max cosine of the profile's stored bio embedding with the tenant's other embeddings."""
-    import numpy as np
-
     mine = ProfileEmbedding.objects.filter(profile=profile).values_list("vector", flat=True).first()
     if mine is None:
         return 0.0
@@ -254,6 +273,37 @@ def queue_health(*, now: datetime | None = None, days: int = 30) -> dict[str, An
         "per_day": dict(sorted(per_day.items())),
         "open_appeals": Appeal.objects.filter(status="open").count(),
     }
+
+
+# --- Learning from decisions ----------------------------------------------------------------------
+
+# Which text labels a human decision sets: a violation of a text policy is a positive of its
+# label; an approval (no violation) is a negative of every text label. Escalations and fake/other
+# policies say nothing about text and are not used.
+POLICY_TEXT_LABELS = {
+    PolicyLabel.SEXUAL_CONTENT: ("inappropriate",),
+    PolicyLabel.SPAM_SCAM: ("spam_scam",),
+    PolicyLabel.HARASSMENT_HATE: ("harassment", "inappropriate"),
+}
+
+
+def decision_examples(*, tenant_id: int) -> dict[str, list[tuple[str, int]]]:
+    """Labelled (text, 0/1) examples per text label from the latest human verdict per text.
+    An accepted appeal overturns its decision: that text counts as no violation."""
+    out: dict[str, list[tuple[str, int]]] = {"inappropriate": [], "spam_scam": [], "harassment": []}
+    seen: set[str] = set()
+    qs = Decision.objects.filter(tenant_id=tenant_id, automated=False).exclude(text_snapshot="").order_by("-created_at")
+    for d in qs:
+        if d.text_hash in seen or d.action == Action.ESCALATE:
+            continue
+        seen.add(d.text_hash)
+        if d.action == Action.APPROVE or (d.action == Action.APPEAL_ACCEPT):
+            for label in out:
+                out[label].append((d.text_snapshot, 0))
+        elif d.action in (Action.HIDE, Action.BAN, Action.APPEAL_REJECT):
+            for label in POLICY_TEXT_LABELS.get(d.policy_label, ()):
+                out[label].append((d.text_snapshot, 1))
+    return out
 
 
 def report_q(profile: Profile) -> Q:

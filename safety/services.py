@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.tasks import enqueue
 from recommender.models import Profile, ProfileStatus
 from recommender.services.profiles import profile_set_status
 from safety import serving
@@ -48,7 +49,8 @@ LABEL_POLICY = {
     "harassment": PolicyLabel.HARASSMENT_HATE,
     "fake_profile": PolicyLabel.FAKE_IMPERSONATION,
 }
-HUMAN_ACTIONS = (Action.APPROVE, Action.HIDE, Action.BAN, Action.ESCALATE)
+# Any: Django's choices are untyped here (mypy reads the members as their plain values).
+HUMAN_ACTIONS: tuple[Any, ...] = (Action.APPROVE, Action.HIDE, Action.BAN, Action.ESCALATE)
 STATUS_AFTER = {Action.HIDE: ProfileStatus.HIDDEN, Action.BAN: ProfileStatus.BANNED}
 
 
@@ -248,12 +250,21 @@ def enqueue_classification(profile_id: int, *, force: bool = False) -> None:
     """The profile hook (runs on commit): classify in the ``safety`` queue. Never raises: a lost
     classification is recovered by the hourly ``classify_unscored`` sweep, and the profile write
     that triggered it has already been accepted."""
-    from safety.tasks import classify_profile
-
     try:
-        classify_profile.delay(profile_id, force=force)
+        enqueue("safety.tasks.classify_profile", profile_id, force=force)
     except Exception:
         logger.exception("enqueueing the safety classification of profile %s failed", profile_id)
+
+
+def enqueue_classifications(profile_ids: list[int]) -> None:
+    """The batch hook (recommender.services.derived, after a bulk write has committed): classify
+    ``profile_ids`` in one ``safety`` task. Never raises, as :func:`enqueue_classification`."""
+    try:
+        enqueue("safety.tasks.classify_profiles", list(profile_ids))
+    except Exception:
+        logger.exception(
+            "safety.tasks.classify_profiles of %d profiles failed; classify_unscored catches up", len(profile_ids)
+        )
 
 
 # --- Reports and blocks ---------------------------------------------------------------------------
@@ -371,20 +382,12 @@ def decision_record(
     now = timezone.now()
     with transaction.atomic():
         item = QueueItem.objects.select_for_update().get(pk=item.pk)
-        if item.queue == Queue.APPEALS:
-            raise SafetyError("Appeals are accepted or rejected, not decided like this.")
-        if item.status != ItemStatus.OPEN:
-            raise SafetyError("This item was already decided.")
-        _check_not_held_by_another(item, user, now, "item")
+        _check_decidable(item, user, now)
         profile = Profile.objects.select_for_update().get(pk=item.profile_id)
         before = profile.status
         if profile.status == ProfileStatus.ERASED:
             raise SafetyError("This profile was erased.")
-        after = before
-        if action == Action.APPROVE and before in (ProfileStatus.HIDDEN, ProfileStatus.BANNED):
-            after = ProfileStatus.ACTIVE
-        elif action in STATUS_AFTER:
-            after = STATUS_AFTER[action]
+        after = _status_after(action, before)
         if after != before:
             profile_set_status(profile=profile, status=after)
         score = ProfileSafetyScore.objects.filter(profile=profile).first()
@@ -408,23 +411,44 @@ def decision_record(
         )
         _close(item, now)
         if action == Action.ESCALATE:
-            special = QueueItem.objects.filter(profile=profile, queue=Queue.SPECIALIST, status=ItemStatus.OPEN).first()
-            if special is None:
-                special = QueueItem(
-                    tenant_id=item.tenant_id,
-                    profile=profile,
-                    queue=Queue.SPECIALIST,
-                    severity=item.severity,
-                    flagged_labels=item.flagged_labels,
-                    report_count=item.report_count,
-                    last_reported_at=item.last_reported_at,
-                    auto_hidden=item.auto_hidden,
-                    created_at=item.created_at,  # waiting time carries over
-                )
-                special.rank_key = _rank_key(special)
-                special.save(force_insert=True)
-            Report.objects.filter(item=item).update(item=special)
+            _escalate(item, profile)
         return decision
+
+
+def _check_decidable(item: QueueItem, user: Any, now: datetime) -> None:
+    if item.queue == Queue.APPEALS:
+        raise SafetyError("Appeals are accepted or rejected, not decided like this.")
+    if item.status != ItemStatus.OPEN:
+        raise SafetyError("This item was already decided.")
+    _check_not_held_by_another(item, user, now, "item")
+
+
+def _status_after(action: str, before: str) -> str:
+    """The profile's status after a human decision: approve restores, hide and ban set theirs."""
+    if action == Action.APPROVE and before in (ProfileStatus.HIDDEN, ProfileStatus.BANNED):
+        return ProfileStatus.ACTIVE
+    return STATUS_AFTER.get(action, before)
+
+
+def _escalate(item: QueueItem, profile: Profile) -> None:
+    """Move a decided review item's case to the specialist queue (its one open item there),
+    with its reports."""
+    special = QueueItem.objects.filter(profile=profile, queue=Queue.SPECIALIST, status=ItemStatus.OPEN).first()
+    if special is None:
+        special = QueueItem(
+            tenant_id=item.tenant_id,
+            profile=profile,
+            queue=Queue.SPECIALIST,
+            severity=item.severity,
+            flagged_labels=item.flagged_labels,
+            report_count=item.report_count,
+            last_reported_at=item.last_reported_at,
+            auto_hidden=item.auto_hidden,
+            created_at=item.created_at,  # waiting time carries over
+        )
+        special.rank_key = _rank_key(special)
+        special.save(force_insert=True)
+    Report.objects.filter(item=item).update(item=special)
 
 
 def decisions_bulk(
@@ -479,7 +503,7 @@ def appeal_create(*, profile: Profile, decision: Decision, text: str) -> Appeal:
 def appeal_resolve(*, item: QueueItem, user: Any, accept: bool, policy_label: str, rationale: str) -> Decision:
     """Accept (the appealed decision's effect is reversed: the profile gets its earlier status
     back, if nothing changed it since) or reject an appeal; either is audited as a Decision."""
-    action = Action.APPEAL_ACCEPT if accept else Action.APPEAL_REJECT
+    action: Any = Action.APPEAL_ACCEPT if accept else Action.APPEAL_REJECT
     rationale = _validate(action, policy_label, rationale, [action])
     now = timezone.now()
     with transaction.atomic():
@@ -519,34 +543,3 @@ def appeal_resolve(*, item: QueueItem, user: Any, accept: bool, policy_label: st
         appeal.save(update_fields=["status", "resolved_at"])
         _close(item, now)
         return decision
-
-
-# --- Learning from decisions ----------------------------------------------------------------------
-
-# Which text labels a human decision sets: a violation of a text policy is a positive of its
-# label; an approval (no violation) is a negative of every text label. Escalations and fake/other
-# policies say nothing about text and are not used.
-POLICY_TEXT_LABELS = {
-    PolicyLabel.SEXUAL_CONTENT: ("inappropriate",),
-    PolicyLabel.SPAM_SCAM: ("spam_scam",),
-    PolicyLabel.HARASSMENT_HATE: ("harassment", "inappropriate"),
-}
-
-
-def decision_examples(*, tenant_id: int) -> dict[str, list[tuple[str, int]]]:
-    """Labelled (text, 0/1) examples per text label from the latest human verdict per text.
-    An accepted appeal overturns its decision: that text counts as no violation."""
-    out: dict[str, list[tuple[str, int]]] = {"inappropriate": [], "spam_scam": [], "harassment": []}
-    seen: set[str] = set()
-    qs = Decision.objects.filter(tenant_id=tenant_id, automated=False).exclude(text_snapshot="").order_by("-created_at")
-    for d in qs:
-        if d.text_hash in seen or d.action == Action.ESCALATE:
-            continue
-        seen.add(d.text_hash)
-        if d.action == Action.APPROVE or (d.action == Action.APPEAL_ACCEPT):
-            for label in out:
-                out[label].append((d.text_snapshot, 0))
-        elif d.action in (Action.HIDE, Action.BAN, Action.APPEAL_REJECT):
-            for label in POLICY_TEXT_LABELS.get(d.policy_label, ()):
-                out[label].append((d.text_snapshot, 1))
-    return out

@@ -9,10 +9,12 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 
+from recommender.serving import encoder as embedding_service
 from registry.models import ModelVersion
 from registry.serving import ActiveModel
 from safety.ml.classifier import SafetyClassifier, SafetyResult
@@ -62,9 +64,7 @@ def classifier_for(tenant_id: int) -> SafetyClassifier:
 def encode(texts: Sequence[str]) -> np.ndarray:
     """MiniLM vectors through the embedding service (its model, device and backend); raises
     ``EmbeddingUnavailable`` with ML disabled or the model missing."""
-    from recommender.services.embeddings import encode_texts
-
-    return encode_texts(texts)
+    return embedding_service.encode_texts(texts)  # looked up per call: tests replace it
 
 
 def classify(
@@ -77,18 +77,31 @@ def classify(
     ``RULES_ONLY_VERSION`` with the reason (``ml_disabled`` / ``model_unavailable``): a stored
     score then says what produced it, and the next change reclassifies it with the model.
     """
-    from recommender.services.embeddings import EmbeddingUnavailable, loaded_encoder
-
     clf = classifier_for(tenant_id)
     if clf.heads is None:
         return clf.classify(texts, behaviour=behaviour), clf.version, None
     try:
-        loaded_encoder()  # raises when ML is off or the model cannot be loaded
-    except EmbeddingUnavailable:
+        embedding_service.loaded_encoder()  # raises when ML is off or the model cannot be loaded
+    except embedding_service.EmbeddingUnavailable:
         reason = "ml_disabled" if not settings.ML_ENABLED else "model_unavailable"
         rules = SafetyClassifier(None, RULES_ONLY_VERSION)
         return rules.classify(texts, behaviour=behaviour), RULES_ONLY_VERSION, reason
     return clf.classify(texts, encode=encode, behaviour=behaviour), clf.version, None
+
+
+def classifier_status(tenant: Any) -> dict[str, Any]:
+    """The ``safety`` section of the ML health answer (registered in ``SafetyConfig.ready``):
+    which classifier serves the tenant. Never raises: a classifier that cannot load says why."""
+    try:
+        clf = classifier_for(tenant.pk)
+    except Exception as exc:
+        return {"available": False, "name": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {
+        "available": True,
+        "name": clf.version,
+        "trained_heads": clf.heads is not None,
+        "error": None if clf.version != RULES_ONLY_VERSION else "no trained heads: rules only (run train_safety)",
+    }
 
 
 def reset_for_tests() -> None:

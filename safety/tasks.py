@@ -6,13 +6,14 @@ from typing import Any
 
 from celery import shared_task
 
-from recommender.models import Profile, ProfileStatus
+from accounts.models import Tenant
+from safety.selectors import unscored_profile_ids
+from safety.services import profile_classify, profiles_classify
+from safety.training import train_and_register
 
 
 @shared_task(name="safety.tasks.classify_profile", acks_late=True)
 def classify_profile(profile_id: int, force: bool = False) -> dict[str, Any]:
-    from safety.services import profile_classify
-
     outcome = profile_classify(profile_id=profile_id, force=force)
     return {"queued": outcome.queued, "auto_hidden": outcome.auto_hidden, "skipped": outcome.skipped}
 
@@ -21,8 +22,6 @@ def classify_profile(profile_id: int, force: bool = False) -> dict[str, Any]:
 def classify_profiles(profile_ids: list[int], force: bool = False) -> dict[str, int]:
     """Classify a batch of profiles (bulk onboarding) with one model call: the batch variant of
     ``classify_profile``, with the same outcome per profile."""
-    from safety.services import profiles_classify
-
     outcomes = profiles_classify(profile_ids=profile_ids, force=force)
     return {
         "profiles": len(outcomes),
@@ -35,11 +34,7 @@ def classify_profiles(profile_ids: list[int], force: bool = False) -> dict[str, 
 @shared_task(name="safety.tasks.classify_unscored")
 def classify_unscored(limit: int = 5_000) -> int:
     """Score profiles whose on-commit classification was lost (broker down, worker crash)."""
-    ids = list(
-        Profile.objects.exclude(status=ProfileStatus.ERASED)
-        .filter(safety_score__isnull=True)
-        .values_list("pk", flat=True)[:limit]
-    )
+    ids = unscored_profile_ids(limit=limit)
     for pk in ids:
         classify_profile.delay(pk)
     return len(ids)
@@ -47,9 +42,6 @@ def classify_unscored(limit: int = 5_000) -> int:
 
 @shared_task(name="safety.tasks.retrain_safety", acks_late=True, soft_time_limit=60 * 60, time_limit=65 * 60)
 def retrain_safety(tenant_id: int, include_decisions: bool = True, created_by: str = "task:retrain_safety") -> str:
-    from recommender.models import Tenant
-    from safety.training import train_and_register
-
     tenant = Tenant.objects.get(pk=tenant_id)
     result = train_and_register(tenant=tenant, include_decisions=include_decisions, created_by=created_by)
     return result.version_label

@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from recommender.models import Tenant
+from accounts.models import Tenant
+from registry.services import model_version_register
 from safety import serving
 from safety.ml.cache import cache_key, embed_cached
+from safety.ml.classifier import SafetyClassifier
 from safety.ml.data import Dataset, load_davidson, load_sms
 from safety.ml.evaluate import binary_metrics
 from safety.ml.heads import C_GRID, HATE_WEIGHT, TextHeads, TrainingSet, train_heads
+from safety.selectors import decision_examples
 
 DECISION_WEIGHT = 3.0  # a moderator's verdict on real profile text outweighs a tweet or an SMS
 
@@ -146,8 +149,6 @@ def training_sets(data: PublicData, extra: dict[str, list[tuple[str, int]]] | No
 
 def evaluate_heads(heads: TextHeads, data: PublicData) -> dict[str, Any]:
     """Held-out metrics of the heads alone and of the full classifier (heads + rules)."""
-    from safety.ml.classifier import SafetyClassifier
-
     clf = SafetyClassifier(heads, "eval")
     out: dict[str, Any] = {}
     for label, split in (("spam_scam", data.sms_test), ("inappropriate", data.dav_test), ("harassment", data.dav_test)):
@@ -185,8 +186,6 @@ def train_and_register(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    from safety.services import decision_examples
-
     data = load_public(limit=limit, max_train=max_train, progress=progress)
     extra = decision_examples(tenant_id=tenant.pk) if (include_decisions and tenant is not None) else {}
     n_extra = {k: len(v) for k, v in extra.items()}
@@ -194,7 +193,24 @@ def train_and_register(
         f"training on sms {len(data.sms_train.texts)} + davidson {len(data.dav_train.texts)} rows; "
         f"moderator examples {n_extra}"
     )
-    data_ref = {
+    data_ref = _data_ref(data, n_extra)
+    heads = train_heads(
+        training_sets(data, extra),
+        embedding_model=settings.EMBEDDING_MODEL,
+        extra_config={"data_ref": data_ref},
+        c_grid=c_grid or C_GRID,
+        log=log,
+    )
+    metrics = _metrics(evaluate_heads(heads, data))
+    label, version_id = _publish(
+        heads, metrics, data_ref, tenant=tenant if register else None, created_by=created_by, log=log
+    )
+    return TrainResult(heads, metrics, label, Path(settings.SAFETY_CHECKPOINT_DIR), data_ref, version_id)
+
+
+def _data_ref(data: PublicData, n_extra: dict[str, int]) -> dict[str, Any]:
+    """What the heads were trained on, stored with the version."""
+    return {
         "sms": {"path": data.sources["sms"], "train": len(data.sms_train.texts), "test": len(data.sms_test.texts)},
         "davidson": {
             "path": data.sources["davidson"],
@@ -204,20 +220,31 @@ def train_and_register(
         "split": "test = row index mod 5 == 0 of each file, never trained or tuned on",
         "moderator_examples": n_extra,
     }
-    heads = train_heads(
-        training_sets(data, extra),
-        embedding_model=settings.EMBEDDING_MODEL,
-        extra_config={"data_ref": data_ref},
-        c_grid=c_grid or C_GRID,
-        log=log,
-    )
-    evaluation = evaluate_heads(heads, data)
+
+
+def _metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The version's metrics: F1 and ROC AUC of the heads alone and of the full classifier per
+    label, and the full classifier's precision-recall curves."""
     metrics: dict[str, Any] = {}
     for label, m in evaluation.items():
         for kind in ("head", "full"):
             metrics[f"{label}_{kind}_f1"] = round(m[kind]["f1"], 4)
             metrics[f"{label}_{kind}_roc_auc"] = round(m[kind]["roc_auc"], 4)
     metrics["curves"] = {f"{label}_pr": evaluation[label]["full"]["pr_curve"] for label in evaluation}
+    return metrics
+
+
+def _publish(
+    heads: TextHeads,
+    metrics: dict[str, Any],
+    data_ref: dict[str, Any],
+    *,
+    tenant: Tenant | None,
+    created_by: str,
+    log: Callable[[str], None],
+) -> tuple[str, str | None]:
+    """Write the checkpoint to SAFETY_CHECKPOINT_DIR (swapped in whole) and, for a tenant,
+    register it as a safety version; (version label or "local", version id or None)."""
     workdir = Path(tempfile.mkdtemp(prefix="patra-safety-"))
     try:
         heads.save(workdir / "checkpoint")
@@ -228,9 +255,7 @@ def train_and_register(
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
         label, version_id = "local", None
-        if register and tenant is not None:
-            from registry.services import model_version_register
-
+        if tenant is not None:
             version = model_version_register(
                 tenant=tenant,
                 model_type="safety",
@@ -244,4 +269,4 @@ def train_and_register(
         log(f"checkpoint written to {local}; version {label}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return TrainResult(heads, metrics, label, Path(settings.SAFETY_CHECKPOINT_DIR), data_ref, version_id)
+    return label, version_id

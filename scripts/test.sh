@@ -12,7 +12,8 @@ PY=.venv/bin/python
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy  # the modules listed in pyproject.toml
+.venv/bin/mypy  # every app module (pyproject.toml)
+.venv/bin/lint-imports  # the architecture contracts (.importlinter, docs/architecture.md)
 
 echo "== migrations"
 env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" $PY manage.py makemigrations --check --dry-run

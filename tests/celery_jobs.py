@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from registry.jobs import JobContext, register_job
 from registry.models import ModelVersion
-from registry.tasks import JobContext, register_job
 
 
 @register_job("test_killed_midway", queue="training", description="test only: waits to be killed mid-registration")

@@ -17,8 +17,9 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from recommender.models import DEFAULT_TENANT_SLUG, Profile, Tenant
-from recommender.services.credentials import service_key_create, tenant_create, user_token_issue
+from accounts.models import DEFAULT_TENANT_SLUG, Tenant
+from accounts.services import service_key_create, tenant_create, user_token_issue
+from recommender.models import Profile
 from recommender.services.profiles import profile_create
 
 REQUIRE_REAL = os.environ.get("PATRA_REQUIRE_REAL_SERVICES") == "1"
@@ -134,8 +135,8 @@ def user_client_for() -> Callable[[Profile], APIClient]:
 def isolated_ml_state(settings: Any, tmp_path: Any) -> Iterator[None]:
     """Artifacts in the test's own folder, deltas applied on every call, and no process-local
     feed store or serving index carried over: those cache a database each test rolls back."""
-    from recommender.services.feed import feed_reset_for_tests
-    from recommender.services.index import index_reset_for_tests
+    from recommender.feed.pipeline import feed_reset_for_tests
+    from recommender.serving.index import index_reset_for_tests
 
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"  # index builds are registry artifacts

@@ -17,25 +17,18 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from patra.groups import ML_ADMINS, MODERATORS
-from recommender.models import (
-    EloRating,
-    Impression,
-    Match,
-    Profile,
-    ProfileStatus,
-    ServiceKey,
-    Swipe,
-    Tenant,
-    UserToken,
-)
-from recommender.services.credentials import service_key_create, user_token_issue
+from accounts.groups import ML_ADMINS, MODERATORS
+from accounts.models import ServiceKey, Tenant, UserToken
+from accounts.services import service_key_create, user_token_issue
+from recommender.models import EloRating, Impression, Match, Profile, ProfileStatus, Swipe
 from recommender.services.events import ImpressionBatchIn, SwipeIn, impression_batch_ingest, swipe_batch_ingest
 from recommender.services.profiles import profile_erase
 
-# Every model the recommender registers, so a model added later is covered without a new test.
+# Every model the recommender registers (and tenants and credentials, which moved to accounts), so a
+# model added later is covered without a new test.
 RECOMMENDER_MODELS: list[type[Model]] = sorted(
-    (m for m in admin.site._registry if m._meta.app_label == "recommender"), key=lambda m: m._meta.model_name
+    (m for m in admin.site._registry if m._meta.app_label in ("accounts", "recommender")),
+    key=lambda m: m._meta.model_name,
 )
 EVENT_MODELS = [Impression, Swipe, Match, EloRating]
 every_model = pytest.mark.parametrize("model", RECOMMENDER_MODELS, ids=lambda m: m._meta.model_name)

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from recommender.models import Match, Profile, ProfileStatus, Swipe, UserToken
-from recommender.services.credentials import service_key_create, service_key_revoke
+from accounts.models import UserToken
+from accounts.services import service_key_create, service_key_revoke
+from recommender.models import Match, Profile, ProfileStatus, Swipe
 from tests.conftest import bearer_client, profile_data
 
 PROFILES = "/internal/v1/profiles"

@@ -13,7 +13,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.models import Count, Q
 
-from recommender.models import POSITIVE_ACTIONS, EloRating, Match, Profile, ProfileEmbedding, Swipe, Tenant
+from accounts.models import Tenant
+from recommender.models import POSITIVE_ACTIONS, EloRating, Match, Profile, ProfileEmbedding, Swipe
 from recommender.services.bulk_load import simulate_swipes
 from recommender.simulation import build_population, synthetic_rows
 

@@ -15,8 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from recommender.models import Tenant
-from recommender.services.credentials import tenant_create
+from accounts.models import Tenant
+from accounts.services import tenant_create
 from registry.cli import registration_text, version_summary
 from registry.models import AuditAction, AuditLog, ModelVersion, VersionStatus
 from registry.services import ArmSpec, experiment_create, experiment_start

@@ -21,9 +21,10 @@ from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
+from accounts.models import Tenant
 from recommender.api.components import FEED_COMPONENTS, FEED_ONLY, RANK_COMPONENTS
-from recommender.models import Profile, Tenant
-from recommender.services.ranking import ranker_wait
+from recommender.models import Profile
+from recommender.serving.ranker import ranker_wait
 from tests.test_feed_ranker import ranker_preferring, register_ranker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("isolated_ml_state")]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from recommender.models import EloRating, Match, Profile, Swipe, Tenant
+from accounts.models import Tenant
+from recommender.models import EloRating, Match, Profile, Swipe
 from recommender.services.events import SwipeIn, swipe_batch_ingest
 from recommender.services.profiles import profile_create
 from tests.concurrency import run_together as run_jobs_together

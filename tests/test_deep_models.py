@@ -15,13 +15,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from accounts.models import Tenant
 from recommender.ml.collab import InductiveModel, load_recommender
 from recommender.ml.ranker import RANKER_FEATURES, OnnxRanker, Ranker
-from recommender.models import Profile, Tenant
+from recommender.models import Profile
 from recommender.training.extract import export_hash
+from registry.jobs import JOBS, task_run_start
 from registry.models import ModelVersion, TaskRun
-from registry.services import task_run_start
-from registry.tasks import JOBS
 
 torch.set_num_threads(1)
 

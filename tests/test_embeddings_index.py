@@ -26,20 +26,19 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks, Settings
 
+from accounts.models import Tenant
 from patra.celery import app as celery_app
-from recommender import tasks
+from recommender import indexing, tasks
+from recommender.indexing import index_build
 from recommender.ml.ann import exact_search, recall_at_k
-from recommender.models import Profile, ProfileEmbedding, ProfileStatus, Tenant
+from recommender.models import Profile, ProfileEmbedding, ProfileStatus
 from recommender.services import embeddings as embeddings_service
-from recommender.services import index as index_service
-from recommender.services.embeddings import (
-    EmbeddingUnavailable,
-    embeddings_upsert,
-    ml_available,
-    profile_vectors,
-)
-from recommender.services.index import index_build, index_reset_for_tests, index_status, serving_index
+from recommender.services.embeddings import embeddings_upsert, profile_vectors
 from recommender.services.profiles import profile_erase, profile_set_status, profile_update, profiles_bulk_create
+from recommender.serving import encoder
+from recommender.serving import index as index_service
+from recommender.serving.encoder import EmbeddingUnavailable, ml_available
+from recommender.serving.index import index_reset_for_tests, index_status, serving_index
 from registry.models import ModelVersion
 from registry.services import model_version_activate
 from tests.conftest import profile_data
@@ -81,8 +80,8 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Sequence[str]], n
         calls.append(len(texts))
         return fake_encode(texts)
 
-    monkeypatch.setattr(embeddings_service, "encode_texts", encode)
-    monkeypatch.setattr(index_service, "embedding_dim", lambda: DIM)
+    monkeypatch.setattr(encoder, "encode_texts", encode)
+    monkeypatch.setattr(indexing, "embedding_dim", lambda: DIM)
     encode.calls = calls  # type: ignore[attr-defined]
     return encode
 
@@ -198,7 +197,7 @@ def test_hook_never_fails_the_request_when_ml_is_off_or_the_model_is_missing(
         missing = make_profile()
     assert not ml_available()
     with pytest.raises(EmbeddingUnavailable, match="could not be loaded"):
-        embeddings_service.encode_texts(["hello"])
+        encoder.encode_texts(["hello"])
     assert not ProfileEmbedding.objects.filter(profile__in=[off, missing]).exists()
 
 
@@ -573,7 +572,7 @@ def test_real_model_hook_lifecycle(
     assert ProfileEmbedding.objects.filter(profile__in=[hiker, coder], dim=384).count() == 2
     first = stored_vector(hiker.pk).copy()
     assert np.linalg.norm(first) == pytest.approx(1.0, abs=1e-4)
-    [query] = embeddings_service.encode_texts(["Outdoor trekking and nights in a tent."])
+    [query] = encoder.encode_texts(["Outdoor trekking and nights in a tent."])
     assert float(query @ first) > float(query @ stored_vector(coder.pk))
     profile_vectors(tenant_id=hiker.tenant_id, profile_ids=[hiker.pk])
     with django_capture_on_commit_callbacks(execute=True):

@@ -16,9 +16,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from accounts.models import Tenant
+from recommender.feed.pipeline import FeedFilters, FeedResult, feed_for
+from recommender.feed.reads import excluded_profile_ids, feed_reads, swipe_histories
 from recommender.feed.scoring import PASSED_YOU_FACTOR, exploration_slots
 from recommender.feed.store import candidate_store
-from recommender.models import Impression, Match, Profile, ProfileStatus, Swipe, Tenant
+from recommender.indexing import index_build
+from recommender.models import Impression, Match, Profile, ProfileStatus, Swipe
 from recommender.services.events import (
     MatchIn,
     SwipeIn,
@@ -26,15 +30,6 @@ from recommender.services.events import (
     match_events_ingest,
     swipe_batch_ingest,
 )
-from recommender.services.feed import (
-    FeedFilters,
-    FeedResult,
-    excluded_profile_ids,
-    feed_for,
-    feed_reads,
-    swipe_histories,
-)
-from recommender.services.index import index_build
 from recommender.services.profiles import profile_erase, profile_set_status
 
 SF = (37.7749, -122.4194)
@@ -350,7 +345,7 @@ def test_fallback_still_gives_a_full_feed(settings, monkeypatch, tenant, user, m
         settings.ML_ENABLED = False
     elif setup == "no_model":
         index_build(tenant=tenant)
-        monkeypatch.setattr("recommender.services.feed.ml_available", lambda: False)
+        monkeypatch.setattr("recommender.feed.plan.ml_available", lambda: False)
     result = feed(tenant, user, count=10, log_impressions=True)
     assert result.fallback == reason
     assert result.model_version == "feed-v1-fallback"

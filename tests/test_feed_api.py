@@ -9,18 +9,19 @@ from typing import Any
 import pytest
 from django.urls import include, path
 
+from accounts.models import Tenant
+from accounts.services import service_key_create
 from patra.urls import urlpatterns as project_urlpatterns
-from recommender.api import feed_urls
-from recommender.models import Impression, Profile, Tenant
-from recommender.services.credentials import service_key_create
+from recommender.models import Impression, Profile
+from recommender.urls import feed_ml_urlpatterns, feed_urlpatterns
 from tests.conftest import bearer_client
 
 # The project's routes plus the feed's, as patra/urls.py includes them; this module is the test
 # urlconf, so the tests do not depend on that include being in place.
 urlpatterns = [
     *project_urlpatterns,
-    path("api/v1/", include((feed_urls.app_urlpatterns, "feed"))),
-    path("internal/ml/", include((feed_urls.internal_ml_urlpatterns, "feed-ml"))),
+    path("api/v1/", include((feed_urlpatterns, "feed"))),
+    path("internal/ml/", include((feed_ml_urlpatterns, "feed-ml"))),
 ]
 pytestmark = pytest.mark.urls(__name__)
 

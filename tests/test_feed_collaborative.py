@@ -15,11 +15,13 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from accounts.models import Tenant
+from recommender.feed.features import profile_features
+from recommender.feed.pipeline import feed_for
 from recommender.feed.store import candidate_store
 from recommender.ml.collab import load_recommender
-from recommender.models import Profile, Tenant
-from recommender.services.collaborative import collaborative_wait, serving_collaborative
-from recommender.services.feed import feed_for, profile_features
+from recommender.models import Profile
+from recommender.serving.collaborative import collaborative_wait, serving_collaborative
 from recommender.training.extract import export_hash
 from recommender.training.train import collaborative_train
 from registry.models import ModelType, ModelVersion

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from patra import refresher
+from core import refresher
 from recommender.feed.store import KM_PER_DEGREE, StoreSnapshot
 from recommender.ml.structured import CandidateBatch, ProfileFeatures
-from recommender.schema import GENDERS
+from recommender.vocabulary import GENDERS
 
 
 def _population(n: int, seed: int) -> list[ProfileFeatures]:

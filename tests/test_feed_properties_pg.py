@@ -14,9 +14,10 @@ import random
 import pytest
 from django.core.management import call_command
 
-from recommender.models import Profile, ProfileStatus, Swipe, Tenant
-from recommender.services.feed import FeedResult, feed_for
-from recommender.services.index import index_build
+from accounts.models import Tenant
+from recommender.feed.pipeline import FeedResult, feed_for
+from recommender.indexing import index_build
+from recommender.models import Profile, ProfileStatus, Swipe
 from recommender.services.profiles import profile_set_status
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

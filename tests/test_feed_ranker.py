@@ -12,11 +12,12 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
+from accounts.models import Tenant
+from recommender.feed.pipeline import FeedResult, feed_for
 from recommender.ml.fusion import fuse
 from recommender.ml.ranker import RANKER_FEATURES, Ranker, RankerConfig, feature_matrix
-from recommender.models import Impression, Profile, Swipe, Tenant
-from recommender.services.feed import FeedResult, feed_for
-from recommender.services.ranking import ranker_wait
+from recommender.models import Impression, Profile, Swipe
+from recommender.serving.ranker import ranker_wait
 from registry.experiments import experiment_assign
 from registry.models import ModelType, ModelVersion
 from registry.services import ArmSpec, experiment_create, experiment_start, model_version_register
@@ -230,7 +231,7 @@ def test_the_feed_serves_every_feature_training_computes() -> None:
 
     from recommender.ml.ranker import RankerContext, context_features
     from recommender.ml.structured import CandidateBatch, ProfileFeatures
-    from recommender.services.ranking import RankerInputs, ranker_columns
+    from recommender.serving.ranker import RankerInputs, ranker_columns
 
     rng = np.random.default_rng(0)
     n = 12

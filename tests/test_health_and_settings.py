@@ -11,8 +11,8 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from recommender.authentication import authenticate_key
-from recommender.models import ServiceKey, Tenant
+from accounts.authentication import authenticate_key
+from accounts.models import ServiceKey, Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def test_health_degraded_when_cache_fails(db, monkeypatch):
 
 
 def test_health_unavailable_when_database_fails(db, monkeypatch):
-    from patra import health
+    from core import health
 
     def broken() -> None:
         raise RuntimeError("db down")
@@ -110,7 +110,7 @@ def test_command_errors_are_clear(db, args, kwargs, message):
 
 
 def test_health_reports_a_model_that_failed_to_load(db, monkeypatch):
-    from recommender.services import index
+    from recommender.serving import index
 
     monkeypatch.setattr(
         index,

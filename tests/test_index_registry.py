@@ -21,15 +21,16 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from pytest_django import Settings
 
+from accounts.models import Tenant
 from patra.celery import app as celery_app
-from recommender.models import Impression, Profile, ProfileEmbedding, Tenant
-from recommender.services import embeddings as embeddings_service
-from recommender.services import index as index_service
+from recommender import indexing
+from recommender.feed.pipeline import FeedResult, feed_for, feed_reset_for_tests
+from recommender.indexing import IndexBuildResult, index_build
+from recommender.models import Impression, Profile, ProfileEmbedding
 from recommender.services.embeddings import embeddings_upsert
-from recommender.services.feed import FeedResult, feed_for, feed_reset_for_tests
-from recommender.services.index import (
-    IndexBuildResult,
-    index_build,
+from recommender.serving import encoder
+from recommender.serving import index as index_service
+from recommender.serving.index import (
     index_reset_for_tests,
     index_status,
     serving_index,
@@ -61,9 +62,9 @@ def isolated(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     settings.INDEX_REFRESH_SECONDS = 0
     settings.REGISTRY_REFRESH_SECONDS = 0  # serving asks which version is active on every call
     settings.FEED_STORE_REFRESH_SECONDS = 0
-    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)
-    monkeypatch.setattr(index_service, "embedding_dim", lambda: DIM)
-    monkeypatch.setattr("recommender.services.feed.ml_available", lambda: True)
+    monkeypatch.setattr(encoder, "encode_texts", fake_encode)
+    monkeypatch.setattr(indexing, "embedding_dim", lambda: DIM)
+    monkeypatch.setattr("recommender.feed.plan.ml_available", lambda: True)
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True  # profile hooks run inline in both modes
     index_reset_for_tests()
@@ -165,7 +166,7 @@ def test_a_build_that_fails_registers_nothing_usable_and_publishes_nothing(tenan
     def broken(*args: Any) -> float:
         raise RuntimeError("recall measurement exploded")
 
-    monkeypatch.setattr(index_service, "_measure_recall", broken)
+    monkeypatch.setattr(indexing, "_measure_recall", broken)
     with pytest.raises(RuntimeError, match="exploded"):
         index_build(tenant=tenant)
     failed = ModelVersion.objects.get(tenant=tenant, version=2)

@@ -17,13 +17,16 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from recommender.models import Impression, Profile, ProfileEmbedding, Swipe, Tenant
-from recommender.services.credentials import service_key_create
-from recommender.services.embeddings import embedding_cache_key, embeddings_upsert, encode_texts
+from accounts.models import Tenant
+from accounts.services import service_key_create
+from recommender.feed.pipeline import feed_for
+from recommender.feed.rank import user_contexts
+from recommender.feed.reads import excluded_profile_ids, swipe_history
+from recommender.indexing import index_build
+from recommender.models import Impression, Profile, ProfileEmbedding, Swipe
+from recommender.services.embeddings import embedding_cache_key, embeddings_upsert
 from recommender.services.events import SwipeIn, swipe_batch_ingest
-from recommender.services.feed import excluded_profile_ids, feed_for, swipe_history
-from recommender.services.index import index_build
-from recommender.services.ml_api import user_contexts
+from recommender.serving.encoder import encode_texts
 from tests.conftest import bearer_client
 
 EMBED = "/api/v1/ml/embeddings/batch"
@@ -671,7 +674,7 @@ def test_health_unavailable_with_the_model_missing(svc: APIClient, settings: Any
 
 
 def test_health_unavailable_when_the_database_fails(svc: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from patra import health
+    from core import health
 
     def broken() -> None:
         raise RuntimeError("db down")

@@ -14,10 +14,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import get_resolver
 
-import recommender.services.embeddings as embeddings_service
+import recommender.serving.encoder as encoder
+from accounts.services import service_key_create
 from recommender.models import Profile, ProfileEmbedding, ProfileStatus
 from recommender.services import derived
-from recommender.services.credentials import service_key_create
 from safety.models import ProfileSafetyScore
 from tests.conftest import bearer_client, profile_data
 
@@ -41,16 +41,20 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[int]
     # Import every view module first: one that binds encode_texts by name at import (the ML API)
     # must not keep the fake for the rest of the session.
     get_resolver().url_patterns  # noqa: B018
-    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)
+    monkeypatch.setattr(encoder, "encode_texts", fake_encode)
     calls: list[tuple[str, list[int]]] = []
     for task in (embed_profile, embed_profiles, classify_profile, classify_profiles):
-        original = task.delay
+        # apply_async: what .delay() calls and what core.tasks.enqueue (enqueue by name) sends with
+        original = task.apply_async
 
-        def spy(ids: Any, *args: Any, _run: Callable[..., Any] = original, _name: str = task.name, **kw: Any) -> Any:
+        def spy(
+            args: Any, kwargs: Any = None, _run: Callable[..., Any] = original, _name: str = task.name, **o: Any
+        ) -> Any:
+            ids = args[0]
             calls.append((_name, list(ids) if isinstance(ids, list) else [ids]))
-            return _run(ids, *args, **kw)
+            return _run(args, kwargs, **o)
 
-        monkeypatch.setattr(task, "delay", spy)
+        monkeypatch.setattr(task, "apply_async", spy)
     yield calls
 
 
@@ -241,7 +245,7 @@ def test_committed_batch_answers_before_its_derived_work_which_then_runs(tasks, 
         assert gate.wait(30), "the request should have answered first"
         return slow_encode(texts)
 
-    monkeypatch.setattr(embeddings_service, "encode_texts", encode_when_allowed)
+    monkeypatch.setattr(encoder, "encode_texts", encode_when_allowed)
     items = [profile_data(bio=f"Committed {i}.") for i in range(3)]
     response = post(bearer_client(service_key), items)
     assert response.status_code == 201  # answered while the worker is still blocked in the model

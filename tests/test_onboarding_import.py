@@ -18,8 +18,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from recommender.models import EloRating, Impression, Match, Profile, ProfileEmbedding, Swipe, Tenant
-from recommender.services.credentials import tenant_create
+from accounts.models import Tenant
+from accounts.services import tenant_create
+from recommender.models import EloRating, Impression, Match, Profile, ProfileEmbedding, Swipe
 from recommender.services.events import SwipeIn, swipe_batch_ingest
 from tests.conftest import profile_data
 from tests.test_api_profiles import BAD_PROFILES

@@ -26,8 +26,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from recommender.models import Profile, Tenant
-from recommender.services.credentials import service_key_create
+from accounts.models import Tenant
+from accounts.services import service_key_create
+from recommender.models import Profile
 from recommender.services.embeddings import embeddings_upsert
 from tests.conftest import bearer_client, profile_data
 

@@ -15,9 +15,9 @@ import torch
 from django.core.management import call_command
 from django.utils import timezone
 
+from accounts.models import Tenant
 from recommender.ml.ranker import LABELS, RANKER_FEATURES, Ranker, pool_groups
 from recommender.ml.structured import hard_filter_mask
-from recommender.models import Tenant
 from recommender.training import ranker as training
 from recommender.training.train import collaborative_refit
 from registry.models import ModelVersion

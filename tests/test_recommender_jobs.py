@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from recommender.services.index import serving_index
+from recommender.serving.index import serving_index
+from registry.jobs import JOBS, task_run_start
 from registry.models import TaskRun
-from registry.services import task_run_start
-from registry.tasks import JOBS
 
 pytestmark = pytest.mark.slow  # embeds a few bios with the real MiniLM model
 

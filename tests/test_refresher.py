@@ -22,16 +22,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
-from patra import refresher
+from accounts.models import Tenant
+from accounts.services import user_token_issue
+from core import refresher
+from recommender import indexing
 from recommender.feed import store as store_module
 from recommender.feed.store import candidate_store, stores_reset
-from recommender.models import Profile, Tenant
-from recommender.services import embeddings as embeddings_service
-from recommender.services import index as index_service
-from recommender.services.credentials import user_token_issue
+from recommender.indexing import index_build
+from recommender.models import Profile
 from recommender.services.embeddings import embeddings_upsert
-from recommender.services.index import index_build, index_reset_for_tests, serving_index
 from recommender.services.profiles import profile_create
+from recommender.serving import encoder
+from recommender.serving import index as index_service
+from recommender.serving.index import index_reset_for_tests, serving_index
 from registry.serving import ActiveModel
 from tests.conftest import bearer_client, profile_data
 
@@ -88,7 +91,7 @@ def test_a_failing_refresh_is_logged_and_the_next_one_still_runs(
         raise RuntimeError("database went away")
 
     ran: list[bool] = []
-    with caplog.at_level(logging.ERROR, logger="patra.refresher"):
+    with caplog.at_level(logging.ERROR, logger="core.refresher"):
         refresher.refresh_later("k", broken)
         assert refresher.wait_idle(WAIT)
     assert "background refresh 'k' failed" in caplog.text and "database went away" in caplog.text
@@ -141,8 +144,8 @@ def fake_encode(texts: Sequence[str]) -> np.ndarray:
 @pytest.fixture
 def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """Profile hooks and index builds embed with :func:`fake_encode` instead of MiniLM."""
-    monkeypatch.setattr(embeddings_service, "encode_texts", fake_encode)
-    monkeypatch.setattr(index_service, "embedding_dim", lambda: DIM)
+    monkeypatch.setattr(encoder, "encode_texts", fake_encode)
+    monkeypatch.setattr(indexing, "embedding_dim", lambda: DIM)
 
 
 @pytest.fixture

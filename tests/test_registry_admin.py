@@ -11,10 +11,10 @@ from django.test import Client
 from django.urls import reverse
 
 from recommender.training.tasks import parse_start
+from registry.jobs import JOBS, JobContext, is_true, register_job, task_run_start
 from registry.models import AuditAction, AuditLog, Experiment, ExperimentStatus, TaskRun, TaskRunStatus
 from registry.selectors import active_version
-from registry.services import ArmSpec, RegistryError, experiment_create, experiment_start, task_run_start
-from registry.tasks import JOBS, JobContext, is_true, register_job
+from registry.services import ArmSpec, RegistryError, experiment_create, experiment_start
 from tests.test_registry_support import artifacts, eager_celery, make_ml_admin, make_staff, register
 
 pytestmark = pytest.mark.django_db

@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from registry import storage as storage_module
+from registry.jobs import JOBS, JobContext, register_job, task_run_start
 from registry.models import AuditAction, AuditLog, ModelVersion, TaskRun, TaskRunStatus, VersionStatus
 from registry.selectors import active_version
 from registry.services import (
@@ -25,10 +26,8 @@ from registry.services import (
     model_version_register,
     model_version_rollback,
     registering,
-    task_run_start,
 )
 from registry.storage import DjangoStorageArtifactStore, LocalArtifactStore, artifact_store
-from registry.tasks import JOBS, JobContext, register_job
 from tests.test_registry_support import artifacts, eager_celery, make_ml_admin, make_staff, register, write_npy
 
 pytestmark = pytest.mark.django_db
@@ -422,7 +421,7 @@ def test_run_is_claimed_once(tenant, artifacts, jobs, django_capture_on_commit_c
         calls.append(ctx.run.pk)
 
     run = _start(django_capture_on_commit_callbacks, tenant, "count_calls")
-    from registry.tasks import execute_run
+    from registry.jobs import execute_run
 
     assert execute_run(run_id=str(run.pk)) is None  # a redelivered message
     assert calls == [run.pk]

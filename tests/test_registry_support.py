@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import Group, Permission
 
+from accounts.groups import ML_ADMINS
+from accounts.models import Tenant
 from patra.celery import app as celery_app
-from patra.groups import ML_ADMINS
-from recommender.models import Tenant
 from registry.models import ModelVersion
 from registry.services import model_version_register
 

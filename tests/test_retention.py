@@ -19,8 +19,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from accounts.models import Tenant
 from recommender.ml.elo import rebuild_ratings
-from recommender.models import EloBaseline, EloRating, Impression, Match, Profile, Swipe, Tenant
+from recommender.models import EloBaseline, EloRating, Impression, Match, Profile, Swipe
 from recommender.services.elo import elo_config, elo_rebuild
 from recommender.services.events import ImpressionBatchIn, SwipeIn, impression_batch_ingest, swipe_batch_ingest
 from recommender.services.retention import events_prune, retention_cutoff

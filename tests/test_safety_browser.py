@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from recommender.models import Profile, Tenant
+from accounts.models import Tenant
+from recommender.models import Profile
 from recommender.services.profiles import profiles_bulk_create
 from safety import serving
 from safety.models import Action, Decision, ItemStatus, Queue, QueueItem

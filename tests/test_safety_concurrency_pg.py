@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from recommender.services.profiles import profiles_bulk_create
 from safety.models import Queue, QueueItem
 from safety.services import queue_item_claim_next

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from recommender.feed.pipeline import feed_for
+from recommender.indexing import index_build
 from recommender.models import Profile
-from recommender.services.feed import feed_for
-from recommender.services.index import index_build, serving_index
+from recommender.serving.index import serving_index
 from safety import serving
 from safety.models import ItemStatus, QueueItem
 from safety.services import decision_record, report_create

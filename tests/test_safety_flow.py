@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
 
-from patra.groups import MODERATORS
+from accounts.groups import MODERATORS
 from recommender.models import Profile
 from safety import serving
 from safety.models import Action, Appeal, Block, Decision, ItemStatus, ProfileSafetyScore, Queue, QueueItem, Report

@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from recommender.models import Tenant
-from recommender.services.credentials import service_key_create, user_token_issue
+from accounts.models import Tenant
+from accounts.services import service_key_create, user_token_issue
 
 MAX_EXAMPLES = int(os.environ.get("PATRA_FUZZ_EXAMPLES", "5"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -21,8 +21,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from recommender.models import Profile, ProfileStatus, Swipe, Tenant
-from recommender.services.credentials import service_key_create, user_token_issue
+from accounts.models import Tenant
+from accounts.services import service_key_create, user_token_issue
+from recommender.models import Profile, ProfileStatus, Swipe
 from tests.conftest import bearer_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ def test_banned_user_may_only_appeal(keys, route, method, credential):
 
 @pytest.mark.django_db
 def test_revoked_and_expired_credentials_are_401(keys):
-    from recommender.models import ServiceKey, UserToken
+    from accounts.models import ServiceKey, UserToken
 
     ServiceKey.objects.filter(tenant=keys["mine"].tenant).update(revoked_at=timezone.now())
     UserToken.objects.filter(profile=keys["mine"]).update(expires_at=timezone.now())
@@ -259,7 +260,7 @@ def csrf_token(client: Client, path: str) -> str:
         ("/admin/login/", "/admin/login/", {"username": "sec-admin", "password": "pw-Sec-12345"}),
         ("/moderation/", "/moderation/next", {"queue": "review"}),
         ("/moderation/", "/moderation/bulk", {"queue": "review", "action": "approve", "items": []}),
-        ("/admin/recommender/tenant/add/", "/admin/recommender/tenant/add/", {"slug": "csrf", "name": "CSRF"}),
+        ("/admin/accounts/tenant/add/", "/admin/accounts/tenant/add/", {"slug": "csrf", "name": "CSRF"}),
     ],
 )
 def test_staff_posts_need_a_csrf_token(staff, page, post, data):

@@ -18,10 +18,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from recommender.models import Tenant
+from accounts.models import Tenant
+from recommender.feed.pipeline import feed_reset_for_tests
+from recommender.feed.rank import RankRequest, profiles_rank
 from recommender.services.events import SwipeIn, swipe_batch_ingest
-from recommender.services.feed import feed_reset_for_tests
-from recommender.services.ml_api import RankRequest, profiles_rank
 from recommender.services.profiles import profiles_bulk_create
 from recommender.simulation import SwipeSimulator, build_population, load_sample
 from recommender.simulation.cohorts import (

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from recommender.api import throttling
-from recommender.api.throttling import InvalidRate, parse_rate
-from recommender.models import Profile, Tenant
-from recommender.services.credentials import service_key_create
+from accounts.models import Tenant
+from accounts.services import service_key_create
+from core import throttling
+from core.throttling import InvalidRate, parse_rate
+from recommender.models import Profile
 from tests.conftest import bearer_client
 
 GENEROUS = "1000/s"

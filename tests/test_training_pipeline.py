@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from recommender.models import Impression, Match, Profile, Swipe, Tenant
+from accounts.models import Tenant
+from recommender.models import Impression, Match, Profile, Swipe
 from recommender.training.extract import export_hash
 from recommender.training.tasks import evaluate_model as evaluate_task
 from recommender.training.tasks import train_collaborative

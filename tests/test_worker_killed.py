@@ -21,8 +21,9 @@ from django.db import connection
 
 import tests.celery_jobs  # noqa: F401 - registers the job in this process too (task_run_start checks it)
 from patra.celery import app
+from registry.jobs import WORKER_LOST, task_run_start
 from registry.models import ModelVersion, TaskRun, TaskRunStatus, VersionStatus
-from registry.services import WORKER_LOST, model_version_register, task_run_start
+from registry.services import model_version_register
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -112,8 +113,8 @@ def test_sweep_fails_runs_and_versions_left_behind(tenant, tmp_path, settings):
 
     from django.utils import timezone
 
+    from registry.jobs import task_runs_sweep_stale
     from registry.models import ModelSlot
-    from registry.services import task_runs_sweep_stale
 
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     long_ago = timezone.now() - timedelta(hours=3)

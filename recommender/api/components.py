@@ -9,7 +9,7 @@ feed and rank answers is here (a new component without an entry fails it) and th
 lists them.
 
 To add one: a signal that ``recommender.feed.scoring.score_pairs`` returns goes in ``SIGNALS``
-(both the feed and the rank API answer it); one only the feed adds (``recommender/services/feed.py``:
+(both the feed and the rank API answer it); one only the feed adds (``recommender/feed/pipeline.py``:
 ``ranker``, ``explore``) goes in ``FEED_ONLY``. Give its range (``minimum``/``maximum`` where it
 is bounded), ``nullable=True`` if it can be null (unavailable for the pair) and ``required=False``
 if some answers leave it out. Values are full-precision floats (never rounded) or booleans.
@@ -121,7 +121,7 @@ SIGNALS: dict[str, Component] = {
     ),
 }
 
-# What the feed adds (recommender/services/feed.py): the ranker's score and the exploration flag.
+# What the feed adds (recommender/feed/pipeline.py): the ranker's score and the exploration flag.
 FEED_ONLY: dict[str, Component] = {
     "ranker": Component(
         "The active ranker version's (or its experiment arm's) calibrated P(user likes candidate), in [0, 1], "

@@ -17,12 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import IsServiceKey, IsUserToken
+from core.openapi import AUTH_ERRORS, RETRY_AFTER, errors
+from recommender.api.common import validated
 from recommender.api.components import FEED_COMPONENTS, components_serializer
-from recommender.api.schema import AUTH_ERRORS, RETRY_AFTER, errors
+from recommender.feed.pipeline import MAX_COUNT, FeedFilters, FeedResult, feed_for
 from recommender.models import MAX_AGE, MIN_AGE, Gender
-from recommender.permissions import IsServiceKey, IsUserToken
 from recommender.selectors import access_profile
-from recommender.services.feed import MAX_COUNT, FeedFilters, FeedResult, feed_for
 
 DEFAULT_COUNT = 20
 
@@ -68,7 +69,7 @@ class RecommendationRequestSerializer(serializers.Serializer):
     filters = FeedFiltersSerializer(required=False, allow_null=True)
 
 
-# Built from recommender/api/components.py, the one documented list (the rank API's: api/ml.py).
+# Built from recommender/api/components.py, the one documented list (the rank API's: api/batch.py).
 FeedComponentsSerializer = components_serializer(
     "FeedComponentsSerializer",
     FEED_COMPONENTS,
@@ -112,12 +113,6 @@ def feed_response(result: FeedResult) -> dict[str, Any]:
     }
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class FeedView(APIView):
     """``GET /api/v1/feed?count=N``: the token's user's feed; served candidates are logged."""
 
@@ -131,7 +126,7 @@ class FeedView(APIView):
         responses={200: FeedResponseSerializer, **errors(400, *AUTH_ERRORS)},
     )
     def get(self, request: Request) -> Response:
-        data = _validated(FeedQuerySerializer, request.query_params)
+        data = validated(FeedQuerySerializer, request.query_params)
         result = feed_for(tenant=request.user.tenant, user=request.user.profile, count=data["count"])
         return Response(feed_response(result))
 
@@ -150,7 +145,7 @@ class RecommendationsView(APIView):
         parameters=[RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
-        data = _validated(RecommendationRequestSerializer, request.data)
+        data = validated(RecommendationRequestSerializer, request.data)
         tenant = request.user.tenant
         if data["tenant_id"] != tenant.slug:
             # never serve across tenants, whatever the body says

@@ -1,3 +1,6 @@
+"""The public readiness endpoint (``GET /api/v1/health``): no credential, for load balancers and
+operators; its serializers describe core.health's report."""
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -5,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from patra.health import health_report
+from core.health import health_report
 
 
 class HealthCheckSerializer(serializers.Serializer):

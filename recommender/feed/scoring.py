@@ -20,7 +20,7 @@ signals available for that pair (weights of missing signals drop out, the rest a
     ``PASSED_YOU_FACTOR``: a decision already made is the best evidence the other way too (apps
     rarely show the same profile twice, and a second look rarely turns a pass into a like).
 
-With an active collaborative model (``recommender.services.collaborative``), each direction
+With an active collaborative model (``recommender.serving.collaborative``), each direction
 also gets the model's calibrated log-odds ``L`` (P(u likes v) from u's taste and selectivity and
 v's appeal; P(v likes u) the other way round). The model and the signals above are then pooled
 in log-odds (a logarithmic opinion pool, Genest & Zidek 1986)::

@@ -16,7 +16,7 @@ Freshness
     A profile that stops being active keeps its row with ``active = False``. Only one thread
     refreshes at a time; the others keep serving from the current arrays instead of waiting.
     Refreshes, and the recomputation of the popular and fresh pools, run on the process's
-    refresher thread (:mod:`patra.refresher`), not on the request that finds them due.
+    refresher thread (:mod:`core.refresher`), not on the request that finds them due.
     The store is a cache: bans are enforced again against the database on the final feed.
 
 Concurrency
@@ -41,7 +41,7 @@ from django.db import connections
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from patra.refresher import first_load_wait, in_background, refresh_later
+from core.refresher import first_load_wait, in_background, refresh_later
 from recommender.ml.elo import EloConfig
 from recommender.ml.structured import (
     ATTRIBUTE_NAMES,

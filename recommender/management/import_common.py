@@ -9,7 +9,7 @@ from typing import IO, Any
 from django.core.management.base import CommandError, OutputWrapper
 from tqdm import tqdm
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from recommender.services.tabular import FORMATS, TabularError, count_rows, detect_format, flatten_errors
 
 

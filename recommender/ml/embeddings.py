@@ -47,6 +47,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +245,7 @@ def onnx_cache_key(model_dir: Path, *, quantize: bool) -> str:
         if name.endswith((".json", ".safetensors", ".bin", ".txt")):
             h.update(name.encode())
             with (model_dir / name).open("rb") as f:
-                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                for chunk in iter(partial(f.read, 1 << 20), b""):
                     h.update(chunk)
     recipe = [ONNX_RECIPE_VERSION, quantize, INT8_KEEP_FP32, torch.__version__, onnxruntime.__version__]
     h.update(json.dumps(recipe).encode())

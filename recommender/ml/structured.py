@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.schema import GENDERS, LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
+from recommender.vocabulary import GENDERS, LIFESTYLE_FIELDS, MAX_AGE, MIN_AGE
 
 GENDER_CODE: dict[str, int] = {g: i for i, g in enumerate(GENDERS)}
 

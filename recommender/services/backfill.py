@@ -2,7 +2,7 @@
 (the ``import_events`` command).
 
 * **Validation is the API's.** Each value is checked by the very serializer field the event
-  endpoints use (``recommender.api.serializers``), so a value refused there is refused here,
+  endpoints use (``recommender.validation``), so a value refused there is refused here,
   with the same message. A fast path accepts the common well-formed values (a canonical UUID, an
   ISO 8601 time, a plain integer in range) without the field's overhead; anything else goes
   through the field, which decides. Ids are the app's external ids, resolved in the tenant as
@@ -28,14 +28,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from recommender.api.serializers import (
-    SWIPE_ACTIONS,
-    ImpressionBatchSerializer,
-    MatchItemSerializer,
-    SwipeBatchSerializer,
-    SwipeItemSerializer,
-)
-from recommender.models import MatchType, Profile, ProfileStatus, SwipeAction, Tenant
+from accounts.models import Tenant
+from recommender.models import MatchType, Profile, ProfileStatus, SwipeAction
 from recommender.services.events import (
     HistoryResult,
     ImpressionHistoryIn,
@@ -47,6 +41,13 @@ from recommender.services.events import (
 )
 from recommender.services.retention import PRUNED_EVENT_KINDS, event_is_expired, retention_cutoff
 from recommender.services.tabular import Row, uuid_cell
+from recommender.validation import (
+    SWIPE_ACTIONS,
+    ImpressionBatchSerializer,
+    MatchItemSerializer,
+    SwipeBatchSerializer,
+    SwipeItemSerializer,
+)
 
 KINDS: tuple[str, ...] = ("impressions", "swipes", "matches")
 # (required, optional) columns per kind; user_id / candidate_id are the app's external ids.

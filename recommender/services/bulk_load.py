@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,8 +40,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from recommender.models import LIFESTYLE_FIELDS, Match, Profile, ProfileEmbedding, Swipe, Tenant
+from accounts.models import Tenant
+from recommender.ml.embedding_spec import profile_text
+from recommender.models import LIFESTYLE_FIELDS, Match, Profile, ProfileEmbedding, Swipe
+from recommender.services.elo import elo_rebuild
+from recommender.services.simulation import population_load
 from recommender.simulation import load_sample, synthetic_rows
+from recommender.simulation.population import build_profile, draw_locations
 
 Progress = Callable[[str, int, int], None]
 CHUNK = 50_000
@@ -118,8 +125,6 @@ def creation_stamps(n: int, seed: int, now: datetime) -> list[datetime]:
 
 def load_profiles(tenant: Tenant, population: Sequence[Any], *, seed: int, progress: Progress = _noop) -> np.ndarray:
     """Write the population; returns the primary keys in population order."""
-    from recommender.services.simulation import population_load
-
     stamps = creation_stamps(len(population), seed, timezone.now())
     done = 0
     for start in range(0, len(population), CHUNK):
@@ -207,12 +212,12 @@ def load_history(
     order = np.argsort(swipes.seconds, kind="stable")
     names = np.array(["pass", "like", "superlike"])
     durations = np.clip(np.exp(rng.normal(np.log(2500), 0.6, len(order))), 250, 120_000).astype(np.int64)
-    session_ids = {}
+    session_ids: dict[Any, Any] = {}
     total = len(order)
     written = 0
     for lo in range(0, total, CHUNK):
         idx = order[lo : lo + CHUNK]
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for i in idx.tolist():
             sess = int(swipes.session[i])
             sid = session_ids.setdefault(sess, str(uuid.UUID(int=(seed << 64) ^ sess, version=4)))
@@ -236,6 +241,13 @@ def load_history(
                 objs = [Swipe(**dict(zip(SWIPE_COLUMNS, r, strict=True))) for r in rows]
                 written += len(Swipe.objects.bulk_create(objs, batch_size=5_000))
         progress("swipes", min(lo + CHUNK, total), total)
+    matches = _load_matches(tenant, pks, swipes, start=start, now=now)
+    progress("matches", matches, matches)
+    return written, matches
+
+
+def _load_matches(tenant: Tenant, pks: np.ndarray, swipes: SimulatedSwipes, *, start: datetime, now: datetime) -> int:
+    """Write one match per mutual like of ``swipes``; returns how many."""
     # Mutual likes: both directions positive; the match happens at the later of the two swipes.
     positive = swipes.action > 0
     when = {}
@@ -261,8 +273,7 @@ def load_history(
         else:
             objs = [Match(**dict(zip(MATCH_COLUMNS, r, strict=True))) for r in rows]
             matches = len(Match.objects.bulk_create(objs, batch_size=5_000))
-    progress("matches", matches, matches)
-    return written, matches
+    return matches
 
 
 # --- Embeddings ----------------------------------------------------------------------------------
@@ -292,8 +303,6 @@ def synthetic_vectors(population: Sequence[Any], seed: int, dim: int = EMBEDDING
 def load_synthetic_embeddings(
     tenant: Tenant, population: Sequence[Any], pks: np.ndarray, *, seed: int, progress: Progress = _noop
 ) -> int:
-    from recommender.ml.embeddings import profile_text
-
     vectors = synthetic_vectors(population, seed)
     now = timezone.now()
     written = 0
@@ -318,10 +327,6 @@ def load_synthetic_embeddings(
 
 def generate_population(rows: Sequence[Any], *, seed: int, progress: Progress = _noop) -> list[Any]:
     """``build_population(rows, seed)``, profile by profile, with progress (minutes at 10^6)."""
-    import random
-
-    from recommender.simulation.population import build_profile, draw_locations
-
     rng = random.Random(seed)  # the same draws, in the same order, as build_population
     locations = draw_locations(len(rows), seed)
     population = []
@@ -347,10 +352,6 @@ def synthetic_population_load(
 ) -> BulkLoadResult:
     """Generate and load ``profiles`` synthetic profiles and about ``swipes`` history swipes
     into ``tenant`` (which should be empty: external ids are deterministic per seed and index)."""
-    import time
-
-    from recommender.services.elo import elo_rebuild
-
     if embeddings not in {"none", "synthetic"}:
         raise ValueError("embeddings must be 'none' or 'synthetic'")
     result = BulkLoadResult(loader="copy" if uses_copy() else "bulk_create")

@@ -4,10 +4,11 @@ after commit as batched tasks (one per concern per chunk of ids), never one task
 The single-profile path (``services/hooks.py``) enqueues one embedding task and one safety
 classification per profile, each with its own model call: 551 profiles cost 551 of each. A bulk
 write (``POST /internal/v1/profiles/batch``, ``import_profiles``) enqueues instead
-``recommender.tasks.embed_profiles`` (queue ``embeddings``) and ``safety.tasks.classify_profiles``
-(queue ``safety``) with up to ``chunk_size`` ids each: one model call per 256 texts. The serving
+``recommender.tasks.embed_profiles`` (queue ``embeddings``) and, through the batch hooks other
+apps register (:func:`register_profiles_hook`), ``safety.tasks.classify_profiles`` (queue
+``safety``), with up to ``chunk_size`` ids each: one model call per 256 texts. The serving
 indexes follow by themselves: every serving process applies new embeddings to its index within
-``INDEX_REFRESH_SECONDS`` (``services/index.py``), and ``build_index`` rebuilds it whole.
+``INDEX_REFRESH_SECONDS`` (``recommender/serving/index.py``), and ``build_index`` rebuilds it whole.
 
 Nothing here can lose accepted data: the profiles are committed before anything is enqueued, and
 a lost task is caught up by ``build_index`` (which embeds whatever is missing) and the hourly
@@ -32,16 +33,29 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
+
+from core.tasks import enqueue
 
 logger = logging.getLogger(__name__)
 
 # Ids per task: one task of 500 profiles embeds in a few seconds on a CPU, far within the task's
 # time limit, and a failure retries 500 profiles, not a whole import.
 DERIVED_CHUNK_SIZE = 500
+
+ProfilesHook = Callable[[list[int]], None]
+
+# The batch variant of services/hooks.py's per-profile hooks: apps above recommender register at
+# start-up (AppConfig.ready) what to enqueue for each chunk of written profiles, so this module
+# never imports them. Safety's classification is the one today (counted as ``safety_tasks``).
+_profiles_hooks: list[ProfilesHook] = []
+
+
+def register_profiles_hook(hook: ProfilesHook) -> None:
+    if hook not in _profiles_hooks:
+        _profiles_hooks.append(hook)
 
 
 @dataclass(frozen=True)
@@ -65,27 +79,37 @@ def profiles_derived_enqueue(*, profile_ids: Sequence[int], chunk_size: int = DE
     return DerivedWork(
         profiles=len(ids),
         embedding_tasks=len(chunks) if embed else 0,
-        safety_tasks=len(chunks),
+        safety_tasks=len(chunks) if _profiles_hooks else 0,
         eager=bool(settings.CELERY_TASK_ALWAYS_EAGER),
     )
 
 
+# By name: tasks import the services, so a service never imports them. Runs at once, as this
+# module enqueues only after commit.
+EMBED_PROFILES_TASK = "recommender.tasks.embed_profiles"
+
+
 def _dispatch(chunks: list[list[int]], *, embed: bool) -> None:
     """Enqueue every chunk; never raises (the profiles are committed; see the module docstring)."""
-    from recommender.tasks import embed_profiles  # tasks import the services
-    from safety.tasks import classify_profiles
-
     for chunk in chunks:
         if embed:
-            _send(embed_profiles, chunk)
-        _send(classify_profiles, chunk)
+            _send(EMBED_PROFILES_TASK, chunk)
+        for hook in _profiles_hooks:
+            _call(hook, chunk)
 
 
-def _send(task: Any, chunk: list[int]) -> None:
+def _send(task_name: str, chunk: list[int]) -> None:
     try:
-        task.delay(chunk)
+        enqueue(task_name, chunk)
     except Exception:
-        logger.exception("%s of %d profiles failed; build_index / classify_unscored catch up", task.name, len(chunk))
+        logger.exception("%s of %d profiles failed; build_index / classify_unscored catch up", task_name, len(chunk))
+
+
+def _call(hook: ProfilesHook, chunk: list[int]) -> None:
+    try:
+        hook(chunk)
+    except Exception:  # a hook should not raise; if one does, the next chunk and hook still go
+        logger.exception("the profiles hook %r of %d profiles failed", hook, len(chunk))
 
 
 # --- The embedded mode: an in-process worker ---------------------------------------------------

@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from patra.locks import advisory_xact_lock, lock_key
+from accounts.models import Tenant
+from core.locks import advisory_xact_lock, lock_key
 from recommender.ml.elo import EloConfig, elo_update, rebuild_ratings
-from recommender.models import POSITIVE_ACTIONS, EloBaseline, EloRating, Swipe, Tenant
+from recommender.models import POSITIVE_ACTIONS, EloBaseline, EloRating, Swipe
 
 
 def elo_config() -> EloConfig:
@@ -136,9 +138,9 @@ def elo_rebuild(*, tenant: Tenant, progress: bool = False) -> int:
     rows = swipes.values_list("user_id", "candidate_id", "action").iterator(chunk_size=10_000)
     initial = {pid: rating for pid, rating, *_ in baseline}
     ratings = rebuild_ratings(tqdm(rows, total=total, disable=not progress, desc="elo"), cfg, initial=initial)
-    counts: dict[int, int] = {pid: received for pid, _, received, _, _ in baseline}
+    counts: dict[Any, int] = {pid: received for pid, _, received, _, _ in baseline}
     # pk -> [swipes given, likes given]
-    given: dict[int, list[int]] = {pid: [n_given, n_liked] for pid, _, _, n_given, n_liked in baseline}
+    given: dict[Any, list[int]] = {pid: [n_given, n_liked] for pid, _, _, n_given, n_liked in baseline}
     for user_id, candidate_id, action in swipes.values_list("user_id", "candidate_id", "action").iterator(
         chunk_size=10_000
     ):

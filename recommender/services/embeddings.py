@@ -10,8 +10,8 @@ Row policy for profiles that are not active:
 * **erased**: the row is deleted. An embedding is derived from the bio, i.e. personal data that
   erasure must remove.
 * **hidden / banned**: the row is kept (moderation can restore the profile without re-embedding);
-  such profiles never reach a feed because the index drops them (see services/index.py). The
-  cache key is deleted in every case.
+  such profiles never reach a feed because the index drops them (see
+  ``recommender/serving/index.py``). The cache key is deleted in every case.
 
 A profile whose text is empty (no bio, no answered prompt) gets no embedding: the model would map
 every such profile to the same meaningless vector, making them each other's nearest neighbours.
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -32,77 +31,15 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from recommender.ml.embedding_spec import ModelNotAvailable, profile_text
+from core.tasks import enqueue
+from recommender.ml.embedding_spec import profile_text
 from recommender.models import Profile, ProfileEmbedding, ProfileStatus
-
-if TYPE_CHECKING:
-    from recommender.ml.embeddings import BioEncoder
+from recommender.serving import encoder
+from recommender.serving.encoder import VECTOR_DTYPE, vector_from_bytes
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 256
-_VECTOR_DTYPE = np.dtype("<f4")  # float32 little-endian, as documented on ProfileEmbedding.vector
-
-
-class EmbeddingUnavailable(Exception):
-    """Embeddings cannot be computed: ML is disabled or the model cannot be loaded."""
-
-
-# --- The encoder ------------------------------------------------------------------------------
-
-# (model, device, backend) -> the loaded encoder, or why it could not load. Cached per process:
-# the feed asks on every request, and a failed load is not retried (seconds per call for a model
-# that is not on disk).
-_encoders: dict[tuple[str, str, str], BioEncoder | str] = {}
-_encoders_lock = threading.Lock()
-
-
-def loaded_encoder() -> BioEncoder:
-    if not settings.ML_ENABLED:
-        raise EmbeddingUnavailable("ML is disabled (ML_ENABLED=false)")
-    key = (settings.EMBEDDING_MODEL, settings.EMBEDDING_DEVICE, settings.EMBEDDING_BACKEND)
-    outcome = _encoders.get(key)
-    if outcome is None:
-        with _encoders_lock:  # one thread loads, the others wait for its outcome
-            outcome = _encoders.get(key)
-            if outcome is None:
-                outcome = _encoders[key] = _load_encoder(*key)
-    if isinstance(outcome, str):
-        raise EmbeddingUnavailable(outcome)
-    return outcome
-
-
-def _load_encoder(model: str, device: str, backend: str) -> BioEncoder | str:
-    try:
-        # torch and transformers load here, with the model, and not when this module is imported:
-        # every process imports it at start-up (profile hooks, the feed), few ever encode a text.
-        from recommender.ml.embeddings import get_encoder
-
-        # The ONNX backends cache their derived ONNX file under ARTIFACT_ROOT (built offline once).
-        return get_encoder(model, device, backend=backend, artifact_dir=settings.ARTIFACT_ROOT / "embeddings-onnx")
-    except (ModelNotAvailable, ImportError, OSError, ValueError, RuntimeError) as exc:
-        message = f"embedding model {model!r} ({backend}) on device {device!r} could not be loaded: {exc}"
-        logger.error(message)
-        return message
-
-
-def ml_available() -> bool:
-    """True when ML is enabled and the configured model loads (tried once per process)."""
-    try:
-        loaded_encoder()
-    except EmbeddingUnavailable:
-        return False
-    return True
-
-
-def encode_texts(texts: Sequence[str]) -> np.ndarray:
-    """(n, dim) float32 unit rows; raises EmbeddingUnavailable."""
-    return loaded_encoder().encode(list(texts))
-
-
-def embedding_dim() -> int:
-    """Dimension of the configured model's vectors; raises EmbeddingUnavailable."""
-    return loaded_encoder().dim
 
 
 def profile_embedding_text(profile: Profile) -> str:
@@ -111,11 +48,6 @@ def profile_embedding_text(profile: Profile) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def vector_from_bytes(raw: bytes | memoryview) -> np.ndarray:
-    """(dim,) float32 from stored bytes (PostgreSQL returns memoryview, SQLite bytes)."""
-    return np.frombuffer(bytes(raw), dtype=_VECTOR_DTYPE).astype(np.float32, copy=False)
 
 
 # --- The cache --------------------------------------------------------------------------------
@@ -207,7 +139,7 @@ def profile_vectors(*, tenant_id: int, profile_ids: Sequence[int]) -> VectorLook
     missing: list[int] = []
     for pid in ids:
         raw = cached.get(keys[pid])
-        if isinstance(raw, bytes) and raw and len(raw) % _VECTOR_DTYPE.itemsize == 0:
+        if isinstance(raw, bytes) and raw and len(raw) % VECTOR_DTYPE.itemsize == 0:
             vectors[pid] = vector_from_bytes(raw)
         else:
             missing.append(pid)
@@ -266,7 +198,7 @@ def _write_embeddings(items: list[tuple[Profile, str, str]], vectors: np.ndarray
             tenant_id=p.tenant_id,
             model_name=model,
             dim=dim,
-            vector=np.ascontiguousarray(vec, dtype=_VECTOR_DTYPE).tobytes(),
+            vector=np.ascontiguousarray(vec, dtype=VECTOR_DTYPE).tobytes(),
             text_hash=digest,
             updated_at=now,
         )
@@ -309,7 +241,7 @@ def _upsert_chunk(ids: list[int], *, force: bool) -> int:
     }
     plan = _plan_chunk(profiles, existing, force=force)
     # Encode outside the transaction: it takes seconds per batch and needs no lock.
-    vectors = encode_texts([text for _p, text, _d in plan.compute]) if plan.compute else None
+    vectors = encoder.encode_texts([text for _p, text, _d in plan.compute]) if plan.compute else None
     with transaction.atomic():
         if plan.delete_rows:
             ProfileEmbedding.objects.filter(profile_id__in=plan.delete_rows).delete()
@@ -365,8 +297,7 @@ def embedding_profile_changed(profile_id: int) -> None:
             # Needs no model: deletes an erased profile's embedding (personal data) right away.
             embeddings_upsert(profile_ids=[profile_id])
         elif settings.ML_ENABLED:
-            from recommender.tasks import embed_profile  # tasks import this module
-
-            embed_profile.delay(profile_id)
+            # By name: tasks import this module, so it never imports them.
+            enqueue("recommender.tasks.embed_profile", profile_id)
     except Exception:
         logger.exception("embedding hook failed for profile %s; the next index build catches up", profile_id)

@@ -23,18 +23,18 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from patra.locks import advisory_xact_lock, lock_key
+from accounts.models import Tenant
+from core.locks import advisory_xact_lock, lock_key
 from recommender.models import (
     POSITIVE_ACTIONS,
     Impression,
     Match,
     MatchType,
     Profile,
-    ProfileStatus,
     Swipe,
     SwipeAction,
-    Tenant,
 )
+from recommender.selectors import resolve_profiles
 from recommender.services.elo import elo_apply_swipes
 
 
@@ -74,19 +74,6 @@ class IngestResult:
             "sampled_out": self.sampled_out,
             "matches": [str(m) for m in self.matches],
         }
-
-
-def resolve_profiles(*, tenant: Tenant, external_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Profile]:
-    """The tenant's live profiles among ``external_ids``; erased and other tenants' are absent.
-
-    Only the keys are loaded: events need no more, and a full profile row (bio, three JSON
-    columns) made this the most expensive query of a swipe batch."""
-    found = (
-        Profile.objects.filter(tenant=tenant, external_id__in=set(external_ids))
-        .exclude(status=ProfileStatus.ERASED)
-        .only("pk", "tenant_id", "external_id")
-    )
-    return {p.external_id: p for p in found}
 
 
 def _resolve_candidates(
@@ -520,7 +507,7 @@ def swipes_store_history(*, tenant: Tenant, rows: Sequence[SwipeHistoryIn]) -> H
     """Store past swipes (any users, sessions, times); create the matches that mutual likes imply."""
     if not rows:
         return HistoryResult()
-    if connection.vendor == "postgresql":  # elsewhere writers are serialised anyway (patra/locks.py)
+    if connection.vendor == "postgresql":  # elsewhere writers are serialised anyway (core/locks.py)
         advisory_xact_lock(
             [lock_key("swipes", user_id) for user_id in {r.user_id for r in rows}]
             + [lock_key("pair", *_pair(r.user_id, r.candidate_id)) for r in rows if r.action in POSITIVE_ACTIONS]

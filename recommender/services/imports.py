@@ -27,11 +27,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
-from recommender.api.serializers import ProfileSerializer
-from recommender.models import LIFESTYLE_FIELDS, Profile, ProfileStatus, Tenant
+from accounts.models import Tenant
+from recommender.models import LIFESTYLE_FIELDS, Profile, ProfileStatus
 from recommender.services.derived import DerivedWork, profiles_derived_enqueue
 from recommender.services.profiles import profile_apply_changes, profile_build, profiles_store
 from recommender.services.tabular import uuid_cell
+from recommender.validation import ProfileSerializer
 
 Mode = Literal["all_or_nothing", "per_item"]
 OnExisting = Literal["error", "skip", "update"]

@@ -1,6 +1,6 @@
 """Writes to profiles: create, update, erase.
 
-Callers pass data already validated by ``recommender.api.serializers.ProfileSerializer`` (the
+Callers pass data already validated by ``recommender.validation.ProfileSerializer`` (the
 API) or produced by trusted code (the demo loader); the model's own validation runs again here
 as the last guard, so nothing out of range reaches the database whatever the caller.
 """
@@ -13,8 +13,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from recommender.models import LIFESTYLE_FIELDS, Profile, ProfileStatus, Tenant, new_external_id
-from recommender.services.credentials import user_tokens_revoke
+from accounts.models import Tenant
+from accounts.services import user_tokens_revoke
+from recommender.models import LIFESTYLE_FIELDS, Profile, ProfileStatus, new_external_id
 from recommender.services.hooks import on_profile_changed
 
 # Top-level API fields that map one-to-one onto model columns (the admin's profile form edits

@@ -38,8 +38,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Tenant
 from recommender.ml.elo import elo_update
-from recommender.models import POSITIVE_ACTIONS, EloBaseline, Impression, Swipe, Tenant
+from recommender.models import POSITIVE_ACTIONS, EloBaseline, Impression, Swipe
 from recommender.services.elo import elo_config, elo_history_lock
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,14 @@ uses, so simulated history obeys every rule real traffic does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.db import transaction
 
-from recommender.models import Profile, Tenant
+from accounts.models import Tenant
+from recommender.models import Profile
 from recommender.services.events import ImpressionBatchIn, SwipeIn, impression_batch_ingest, swipe_batch_ingest
 from recommender.services.profiles import profiles_bulk_create
 from recommender.simulation import SessionBatch, SimProfile
@@ -30,7 +32,7 @@ class ReplayStats:
 
 def population_load(*, tenant: Tenant, population: Sequence[SimProfile]) -> list[Profile]:
     """Store a simulated population; the result is in population order (index i = profile i)."""
-    rows = [{**asdict(p), "external_id": uuid.UUID(p.external_id)} for p in population]
+    rows: list[Mapping[str, Any]] = [{**asdict(p), "external_id": uuid.UUID(p.external_id)} for p in population]
     return profiles_bulk_create(tenant=tenant, rows=rows)
 
 

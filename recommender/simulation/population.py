@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from recommender.schema import GENDERS, LIFESTYLE_FIELDS
 from recommender.simulation.okcupid import OkcRow, load_sample
+from recommender.vocabulary import GENDERS, LIFESTYLE_FIELDS
 
 NONBINARY_SHARE = 0.02
 MIN_AGE, MAX_AGE = 18, 120

@@ -75,38 +75,20 @@ def datasets_build(
     if strategy not in STRATEGIES:
         raise DatasetError(f"unknown split strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     source, output = Path(input_dir), Path(output_dir)
-    swipes_path = source / "swipes.parquet"
-    if not swipes_path.exists():
-        raise DatasetError(f"{swipes_path} not found; run extract_events first")
-    table = pq.read_table(swipes_path)
-    if table.num_rows < 3:
-        raise DatasetError(f"{swipes_path} has {table.num_rows} swipes; at least 3 are needed for three splits")
-    table = table.sort_by([("occurred_at", "ascending")])
+    table = _read_swipes(source)
     users = table.column("user").to_numpy(zero_copy_only=False).astype(str)
-    by_time = _time_parts(table, ratios)
-    by_user = _per_user_parts(users, ratios)
-    shares = {"time": _seen_share(users, by_time), "per_user": _seen_share(users, by_user)}
+    parts = {"time": _time_parts(table, ratios), "per_user": _per_user_parts(users, ratios)}
+    shares = {name: _seen_share(users, part) for name, part in parts.items()}
     auto = None
     if strategy == "auto":
-        strategy = "time" if shares["time"] >= AUTO_MIN_SEEN else "per_user"
-        auto = {
-            "chose": strategy,
-            "held_out_swipes_by_seen_swipers": shares,
-            "threshold": AUTO_MIN_SEEN,
-            "reason": (
-                f"{shares['time']:.0%} of the time split's held-out swipes are by swipers with a train swipe "
-                f"({'at least' if strategy == 'time' else 'below'} {AUTO_MIN_SEEN:.0%})"
-            ),
-        }
-    part = by_time if strategy == "time" else by_user
+        strategy, auto = _auto_choice(shares)
     output.mkdir(parents=True, exist_ok=True)
-    counts, ranges = _write_parts(table, part, output)
+    counts, ranges = _write_parts(table, parts[strategy], output)
     empty = [name for name, c in counts.items() if c == 0]
     if empty:
         raise DatasetError(
             f"the {', '.join(empty)} split(s) came out empty (too few swipes or distinct timestamps for these ratios)"
         )
-    n = table.num_rows
     split: dict[str, Any] = {
         "format": DATASETS_FORMAT,
         "input": str(source.resolve()),
@@ -115,7 +97,7 @@ def datasets_build(
         "auto": auto,
         "held_out_swipes_by_seen_swipers": shares[strategy],
         "counts": counts,
-        "fractions": {k: v / n for k, v in counts.items()},
+        "fractions": {k: v / table.num_rows for k, v in counts.items()},
         "time_ranges": ranges,
     }
     if strategy == "time":
@@ -127,6 +109,32 @@ def datasets_build(
     if (source / MANIFEST).exists():
         shutil.copyfile(source / MANIFEST, output / "events_manifest.json")  # provenance travels with the data
     return split
+
+
+def _read_swipes(source: Path) -> pa.Table:
+    """The export's swipes, sorted by time."""
+    swipes_path = source / "swipes.parquet"
+    if not swipes_path.exists():
+        raise DatasetError(f"{swipes_path} not found; run extract_events first")
+    table = pq.read_table(swipes_path)
+    if table.num_rows < 3:
+        raise DatasetError(f"{swipes_path} has {table.num_rows} swipes; at least 3 are needed for three splits")
+    return table.sort_by([("occurred_at", "ascending")])
+
+
+def _auto_choice(shares: dict[str, float]) -> tuple[str, dict[str, Any]]:
+    """(the strategy auto picks, the record of why)."""
+    strategy = "time" if shares["time"] >= AUTO_MIN_SEEN else "per_user"
+    reason = (
+        f"{shares['time']:.0%} of the time split's held-out swipes are by swipers with a train swipe "
+        f"({'at least' if strategy == 'time' else 'below'} {AUTO_MIN_SEEN:.0%})"
+    )
+    return strategy, {
+        "chose": strategy,
+        "held_out_swipes_by_seen_swipers": shares,
+        "threshold": AUTO_MIN_SEEN,
+        "reason": reason,
+    }
 
 
 def _time_parts(table: pa.Table, ratios: tuple[float, float, float]) -> np.ndarray:

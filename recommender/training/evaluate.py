@@ -219,12 +219,10 @@ def offline_evaluate(
     As ``train``: the schedule adapts to the data, and a bounded search (``search_trials`` fits,
     default ``ML_TRAIN_SEARCH_TRIALS``; 1: the defaults only) chooses the configuration and
     epoch count on validation rows held out of TRAIN.csv (:func:`_validation_rows`), then the
-    chosen configuration is fitted on all of TRAIN.csv. Fields set in the config file are kept.
-
-    A rating, when present, is the weight: > 0 is positive evidence, < 0 negative, and a test
-    row counts as relevant when its rating is > 0 (or there is no rating column). Items seen
-    only in test cannot be recommended (no model knows them); they stay in each user's
-    relevant set, so recall is not flattered, and their count is reported.
+    chosen configuration is fitted on all of TRAIN.csv. A rating, when present, is the weight:
+    > 0 positive evidence, < 0 negative; a test row is relevant when its rating is > 0 (or
+    without a rating column). Items only in test cannot be recommended; they stay relevant, so
+    recall is not flattered, and their count is reported.
     """
     if model not in TRAINABLE:
         raise EvaluationError(f"unknown model {model!r}; expected one of {', '.join(TRAINABLE)}")
@@ -260,12 +258,23 @@ def offline_evaluate(
             "test_rows_with_unknown_items": unknown,
         }
     )
+    _write_outputs(report, files, test_users, recs, recs_out, json_out)
+    return report
+
+
+def _write_outputs(
+    report: dict[str, Any],
+    files: _OfflineFiles,
+    test_users: np.ndarray,
+    recs: np.ndarray,
+    recs_out: Path | str | None,
+    json_out: Path | str | None,
+) -> None:
     if recs_out:
         _write_recs(Path(recs_out), files.users.ids[test_users], recs, files.items.ids)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 @dataclass

@@ -22,8 +22,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from tqdm import tqdm
 
-from recommender.models import Impression, Match, Profile, Swipe, Tenant
-from recommender.training.pseudonyms import EXPORT_SALT, export_hash
+from accounts.models import Tenant
+from recommender.models import Impression, Match, Profile, Swipe
+from recommender.pseudonyms import EXPORT_SALT, export_hash
 
 MANIFEST = "manifest.json"
 EVENTS_FORMAT = "patra.events/1"
@@ -77,7 +78,7 @@ def _write(
     with pq.ParquetWriter(path, schema) as writer:
 
         def flush() -> None:
-            columns = list(zip(*buffer, strict=True)) if buffer else [[] for _ in schema]
+            columns: list[Any] = list(zip(*buffer, strict=True)) if buffer else [[] for _ in schema]
             writer.write_table(pa.table({f.name: pa.array(c, f.type) for f, c in zip(schema, columns, strict=True)}))
             buffer.clear()
 
@@ -109,6 +110,16 @@ def events_extract(
     output.mkdir(parents=True, exist_ok=True)
     if timezone.is_naive(start_date):
         start_date = timezone.make_aware(start_date, timezone.get_default_timezone())
+    tables = _event_tables(output, start_date=start_date, tenant=tenant, progress=progress)
+    manifest = _manifest(tables, start_date=start_date, tenant=tenant)
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _event_tables(
+    output: Path, *, start_date: datetime, tenant: Tenant | None, progress: bool
+) -> dict[str, dict[str, Any]]:
+    """Write the three event tables under ``output``; returns each one's entry of the manifest."""
     profiles = Profile.objects.all() if tenant is None else Profile.objects.filter(tenant=tenant)
     # One hash per profile, not per event: a few thousand HMACs instead of millions.
     pseudonym = {pk: export_hash(ext) for pk, ext in profiles.values_list("id", "external_id").iterator(10_000)}
@@ -153,6 +164,11 @@ def events_extract(
             progress=progress,
         ),
     }
+    return tables
+
+
+def _manifest(tables: dict[str, dict[str, Any]], *, start_date: datetime, tenant: Tenant | None) -> dict[str, Any]:
+    """The extract's ``manifest.json``: its format, scope, pseudonyms and the time the tables span."""
     starts = [t["min_occurred_at"] for t in tables.values() if t["min_occurred_at"]]
     ends = [t["max_occurred_at"] for t in tables.values() if t["max_occurred_at"]]
     manifest = {
@@ -167,5 +183,4 @@ def events_extract(
         "tables": tables,
         "time_range": {"start": min(starts) if starts else None, "end": max(ends) if ends else None},
     }
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

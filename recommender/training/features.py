@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from accounts.models import Tenant
+from recommender.feed.features import profile_features
 from recommender.ml.collab import IdMap, profile_feature_matrix
 from recommender.ml.collab.features import BIO_DIM
 from recommender.ml.collab.pairs import missing_record, pair_profile_matrix
-from recommender.models import Profile, ProfileEmbedding, Tenant
-from recommender.services.embeddings import vector_from_bytes
-from recommender.services.feed import profile_features
-from recommender.training.extract import export_hash
+from recommender.models import Profile, ProfileEmbedding
+from recommender.pseudonyms import export_hash
+from recommender.serving.encoder import vector_from_bytes
 
 
 def tenant_profiles(tenant_slug: str | None) -> list[Profile]:

@@ -28,14 +28,14 @@ import numpy as np
 import pyarrow.parquet as pq
 from django.conf import settings
 
+from recommender.feed.features import profile_features
 from recommender.feed.store import smoothed_like_rate
 from recommender.ml.collab import IdMap, Recommender
 from recommender.ml.elo import EloConfig, rebuild_ratings
 from recommender.ml.learned_fusion import LearnedFusion, PairInputs, design_matrix, fit_learned_fusion
 from recommender.ml.structured import CandidateBatch, ProfileFeatures, structured_scores
 from recommender.models import Profile, ProfileEmbedding, SwipeAction
-from recommender.services.embeddings import vector_from_bytes
-from recommender.services.feed import profile_features
+from recommender.serving.encoder import vector_from_bytes
 from recommender.training.features import profile_hashes
 
 POSITIVE = frozenset({str(SwipeAction.LIKE), str(SwipeAction.SUPERLIKE)})

@@ -58,6 +58,8 @@ from django.conf import settings
 from django.utils import timezone
 from tqdm import tqdm
 
+from accounts.models import Tenant
+from recommender.feed.features import profile_features
 from recommender.ml.collab import IdMap, load_recommender
 from recommender.ml.ranker import (
     LABELS,
@@ -73,11 +75,15 @@ from recommender.ml.ranker import (
     pool_groups,
 )
 from recommender.ml.structured import CandidateBatch, ProfileFeatures, hard_filter_mask
-from recommender.models import Impression, Profile, ProfileEmbedding, Swipe, Tenant
-from recommender.services.embeddings import vector_from_bytes
-from recommender.services.feed import profile_features
-from recommender.training.extract import export_hash
+from recommender.models import Impression, Profile, ProfileEmbedding, Swipe
+from recommender.pseudonyms import export_hash
+from recommender.serving.encoder import vector_from_bytes
 from recommender.training.options import GROUP_KINDS, GroupKind
+from recommender.training.train import collaborative_refit
+from registry.models import ModelVersion
+from registry.selectors import active_version
+from registry.services import model_version_register
+from registry.storage import artifact_store
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +194,6 @@ def _context(
 
 def _active_collaborative(tenant: Tenant) -> tuple[Any, str, str] | None:
     """(model, its name, its version label) of the tenant's active collaborative version."""
-    from registry.selectors import active_version
-    from registry.storage import artifact_store
-
     version = active_version(tenant_id=tenant.pk, model_type="collaborative")
     if version is None:
         return None
@@ -217,8 +220,6 @@ def _refit_before(model: Any, ids: IdMap, data: _Tenant, swipes: _Swipes, end: i
     """``model`` refitted on the swipes before position ``end``: the served version has seen the
     swipes the ranker learns to predict, and a ranker trained on its scores would trust them
     more than they deserve at serving time."""
-    from recommender.training.train import collaborative_refit
-
     return collaborative_refit(
         model=model, ids=ids, users=data.hashes[swipes.users[:end]], items=data.hashes[swipes.items[:end]],
         actions=swipes.actions[:end], profiles=data.profiles,
@@ -245,29 +246,12 @@ def ranker_dataset(
 
 
 def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, report: OnProgress) -> RankerData:
-    impressions = Impression.objects.filter(tenant=tenant)
-    if since is not None:
-        impressions = impressions.filter(occurred_at__gte=since)
-    rows = list(
-        impressions.order_by("occurred_at", "user_id", "context_hash", "position").values_list(
-            "user_id", "candidate_id", "context_hash", "occurred_at"
-        )
-    )
-    if not rows:
-        raise RankerTrainingError(f"tenant {tenant.slug} has no impressions to learn from")
+    rows = _impression_rows(tenant, since)
     start = rows[0][3]
     data = _tenant_data(tenant)
     index = data.index
     swipes = _swipes(tenant, index)
-    # Label: the first swipe on the candidate at or after the impression.
-    first_after: dict[tuple[int, int], list[tuple[datetime, str]]] = {}
-    before = 0
-    history = zip(swipes.users.tolist(), swipes.items.tolist(), swipes.actions.tolist(), swipes.times, strict=True)
-    for u, v, action, at in history:
-        if at >= start:
-            first_after.setdefault((u, v), []).append((at, action))
-        else:
-            before += 1  # time-ordered: the history is swipes[:before]
+    first_after, before = _swipes_from(swipes, start)
     models: dict[str, Any] = {}
     model_rows: dict[str, np.ndarray] = {}
     source = _source_model(tenant, data)
@@ -275,27 +259,8 @@ def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: boo
         model, name, _label, ids, rows_of = source
         models[name], model_rows[name] = _refit_before(model, ids, data, swipes, before), rows_of
     ctx = _context(data, swipes, before, models, model_rows)
-    feeds: dict[tuple[int, str, datetime], list[int]] = {}
-    for u, v, context, at in rows:
-        if u in index and v in index:
-            feeds.setdefault((index[u], context, at), []).append(index[v])
-    xs, ys, sizes = [], [], []
-    skipped = 0
-    bar = tqdm(feeds.items(), desc="ranker features", unit="feed", disable=not progress)
-    for done, ((u, _context_hash, at), cands) in enumerate(bar):
-        if done % PROGRESS_EVERY == 0:
-            report("features", done, len(feeds))
-        labels = []
-        for v in cands:
-            later = [a for t, a in first_after.get((u, v), []) if t >= at]
-            labels.append(LABELS[later[0]] if later else 0)
-        if max(labels) == 0:
-            skipped += 1
-            continue
-        xs.append(context_features(ctx, u, np.asarray(cands, dtype=np.int64)))
-        ys.append(np.asarray(labels, dtype=np.int32))
-        sizes.append(len(cands))
-    report("features", len(feeds), len(feeds))
+    feeds = _impression_feeds(rows, index)
+    xs, ys, sizes, skipped = _impression_groups(ctx, feeds, first_after, progress=progress, report=report)
     if len(sizes) < 2:
         raise RankerTrainingError(
             f"tenant {tenant.slug}: {len(sizes)} impression group(s) with a like; at least 2 are needed"
@@ -313,6 +278,74 @@ def _impression_dataset(*, tenant: Tenant, since: datetime | None, progress: boo
     }
     held = np.arange(len(sizes)) >= cut
     return RankerData(np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), held, None, info)
+
+
+def _impression_rows(tenant: Tenant, since: datetime | None) -> list[tuple[Any, ...]]:
+    """The tenant's impressions (since ``since``) in time order: (user, candidate, context hash, time)."""
+    impressions = Impression.objects.filter(tenant=tenant)
+    if since is not None:
+        impressions = impressions.filter(occurred_at__gte=since)
+    rows = list(
+        impressions.order_by("occurred_at", "user_id", "context_hash", "position").values_list(
+            "user_id", "candidate_id", "context_hash", "occurred_at"
+        )
+    )
+    if not rows:
+        raise RankerTrainingError(f"tenant {tenant.slug} has no impressions to learn from")
+    return rows
+
+
+def _swipes_from(swipes: _Swipes, start: datetime) -> tuple[dict[tuple[int, int], list[tuple[datetime, str]]], int]:
+    """(each pair's swipes at or after ``start``, in time order: what labels the impressions;
+    the number of swipes before ``start``: the history is ``swipes[:before]``)."""
+    # Label: the first swipe on the candidate at or after the impression.
+    first_after: dict[tuple[int, int], list[tuple[datetime, str]]] = {}
+    before = 0
+    history = zip(swipes.users.tolist(), swipes.items.tolist(), swipes.actions.tolist(), swipes.times, strict=True)
+    for u, v, action, at in history:
+        if at >= start:
+            first_after.setdefault((u, v), []).append((at, action))
+        else:
+            before += 1  # time-ordered: the history is swipes[:before]
+    return first_after, before
+
+
+def _impression_feeds(rows: list[tuple[Any, ...]], index: dict[int, int]) -> dict[tuple[int, str, datetime], list[int]]:
+    """The candidates (dense rows) of each feed served, keyed by (user row, context hash, time)."""
+    feeds: dict[tuple[int, str, datetime], list[int]] = {}
+    for u, v, context, at in rows:
+        if u in index and v in index:
+            feeds.setdefault((index[u], context, at), []).append(index[v])
+    return feeds
+
+
+def _impression_groups(
+    ctx: RankerContext,
+    feeds: dict[tuple[int, str, datetime], list[int]],
+    first_after: dict[tuple[int, int], list[tuple[datetime, str]]],
+    *,
+    progress: bool,
+    report: OnProgress,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int]:
+    """(features, labels, size) of each feed with a like, and how many feeds had none."""
+    xs, ys, sizes = [], [], []
+    skipped = 0
+    bar = tqdm(feeds.items(), desc="ranker features", unit="feed", disable=not progress)
+    for done, ((u, _context_hash, at), cands) in enumerate(bar):
+        if done % PROGRESS_EVERY == 0:
+            report("features", done, len(feeds))
+        labels = []
+        for v in cands:
+            later = [a for t, a in first_after.get((u, v), []) if t >= at]
+            labels.append(LABELS[later[0]] if later else 0)
+        if max(labels) == 0:
+            skipped += 1
+            continue
+        xs.append(context_features(ctx, u, np.asarray(cands, dtype=np.int64)))
+        ys.append(np.asarray(labels, dtype=np.int32))
+        sizes.append(len(cands))
+    report("features", len(feeds), len(feeds))
+    return xs, ys, sizes, skipped
 
 
 def _position(swipes: _Swipes, first: int, share: float) -> int:
@@ -372,7 +405,7 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, rep
             f"tenant {tenant.slug} has no active collaborative version of a type the ranker reads "
             f"({', '.join(SOURCE_MODELS)}): pool groups are that model's proposals (train one first)"
         )
-    model, name, label, id_map, rows_of = source
+    _model, name, label, _id_map, _rows_of = source
     swipes = _swipes(tenant, data.index)
     first = 0
     if since is not None:
@@ -384,25 +417,8 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, rep
     per_window: dict[str, int] = {}
     refit_seconds = 0.0
     for cut in POOL_CUTS:
-        stage = f"pools at {cut:.0%}"
-        report(stage, 0, 1)
-        lo, hi = _position(swipes, first, cut), _position(swipes, first, round(cut + POOL_SPAN, 6))
-        started = time.perf_counter()
-        refit = _refit_before(model, id_map, data, swipes, lo)
-        refit_seconds += time.perf_counter() - started
-        ctx = _context(data, swipes, lo, {name: refit}, {name: rows_of})
-        seen = sp.csr_matrix((np.ones(lo, np.float32), (swipes.users[:lo], swipes.items[:lo])), shape=(data.n, data.n))
-        labels, swiped = _period(swipes, lo, hi, data.n)
-        users = np.flatnonzero(np.asarray((labels > 0).sum(axis=1)).reshape(-1))
-        chunks = []
-        with tqdm(total=users.size, desc=f"ranker {stage}", unit="user", disable=not progress) as bar:
-            for start in range(0, users.size, PROGRESS_EVERY):
-                chunk = users[start : start + PROGRESS_EVERY]
-                pools = _pools(data, ctx, refit, rows_of, seen, chunk)
-                chunks.append(pool_groups(ctx, chunk.tolist(), pools, labels, swiped))
-                bar.update(chunk.size)
-                report(stage, start + chunk.size, users.size)
-        part = PoolGroups.concat(chunks) if chunks else pool_groups(ctx, [], [], labels, swiped)
+        part, seconds = _pool_window(data, swipes, source, first, cut, progress=progress, report=report)
+        refit_seconds += seconds
         per_window[f"{cut:.0%}"] = int(part.sizes.size)
         parts.append(part)
     sizes = np.concatenate([g.sizes for g in parts])
@@ -410,15 +426,7 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, rep
         raise RankerTrainingError(
             f"tenant {tenant.slug}: {sizes.size} pool group(s) with a like; at least 2 are needed"
         )
-    # Early stopping: a fifth of the last window's users (random, fixed seed), the period
-    # closest to what the ranker will serve.
-    last = parts[-1].sizes.size
-    held = np.zeros(sizes.size, dtype=bool)
-    if last >= 2:
-        pick = np.random.default_rng(0).permutation(last)[: max(1, round(VALIDATION_SHARE * last))]
-        held[sizes.size - last + pick] = True
-    else:
-        held[-1] = True
+    held = _pool_validation(sizes, parts[-1].sizes.size)
     info = {
         "groups_from": "pools",
         "groups": int(sizes.size),
@@ -435,6 +443,54 @@ def _pool_dataset(*, tenant: Tenant, since: datetime | None, progress: bool, rep
         np.concatenate([g.x for g in parts]), np.concatenate([g.y for g in parts]), sizes, held,
         np.concatenate([g.shown for g in parts]), info,
     )  # fmt: skip
+
+
+def _pool_window(
+    data: _Tenant,
+    swipes: _Swipes,
+    source: tuple[Any, str, str, IdMap, np.ndarray],
+    first: int,
+    cut: float,
+    *,
+    progress: bool,
+    report: OnProgress,
+) -> tuple[PoolGroups, float]:
+    """(the pool groups of the window after ``cut``, the seconds the source model's refit on the
+    swipes before it took)."""
+    model, name, _label, id_map, rows_of = source
+    stage = f"pools at {cut:.0%}"
+    report(stage, 0, 1)
+    lo, hi = _position(swipes, first, cut), _position(swipes, first, round(cut + POOL_SPAN, 6))
+    started = time.perf_counter()
+    refit = _refit_before(model, id_map, data, swipes, lo)
+    refit_seconds = time.perf_counter() - started
+    ctx = _context(data, swipes, lo, {name: refit}, {name: rows_of})
+    seen = sp.csr_matrix((np.ones(lo, np.float32), (swipes.users[:lo], swipes.items[:lo])), shape=(data.n, data.n))
+    labels, swiped = _period(swipes, lo, hi, data.n)
+    users = np.flatnonzero(np.asarray((labels > 0).sum(axis=1)).reshape(-1))
+    chunks = []
+    with tqdm(total=users.size, desc=f"ranker {stage}", unit="user", disable=not progress) as bar:
+        for start in range(0, users.size, PROGRESS_EVERY):
+            chunk = users[start : start + PROGRESS_EVERY]
+            pools = _pools(data, ctx, refit, rows_of, seen, chunk)
+            chunks.append(pool_groups(ctx, chunk.tolist(), pools, labels, swiped))
+            bar.update(chunk.size)
+            report(stage, start + chunk.size, users.size)
+    part = PoolGroups.concat(chunks) if chunks else pool_groups(ctx, [], [], labels, swiped)
+    return part, refit_seconds
+
+
+def _pool_validation(sizes: np.ndarray, last: int) -> np.ndarray:
+    """[groups] bool, the early-stopping groups, of which the last ``last`` are the last window's."""
+    # Early stopping: a fifth of the last window's users (random, fixed seed), the period
+    # closest to what the ranker will serve.
+    held = np.zeros(sizes.size, dtype=bool)
+    if last >= 2:
+        pick = np.random.default_rng(0).permutation(last)[: max(1, round(VALIDATION_SHARE * last))]
+        held[sizes.size - last + pick] = True
+    else:
+        held[-1] = True
+    return held
 
 
 @dataclass
@@ -492,8 +548,6 @@ def ranker_train(
     }
     version_id = None
     if register:
-        from registry.services import model_version_register
-
         version = model_version_register(
             tenant=tenant,
             model_type=MODEL_TYPE,
@@ -518,10 +572,6 @@ def ranker_export_onnx(
     """Export a ranker version (default: the tenant's active one) to ONNX, check its scores
     against LightGBM on the stored check rows, and register the folder (LightGBM files +
     ``ranker.onnx``) as a new ranker version with ``parameters.format = "onnx"``."""
-    from registry.models import ModelVersion
-    from registry.selectors import active_version
-    from registry.storage import artifact_store
-
     if version_id:
         version = ModelVersion.objects.filter(pk=version_id, tenant=tenant, model_type=MODEL_TYPE).first()
     else:
@@ -548,8 +598,6 @@ def ranker_export_onnx(
         metrics = {**version.metrics, "onnx_max_abs_diff": diff, "onnx_check_rows": len(check)}
         version_out = None
         if register:
-            from registry.services import model_version_register
-
             registered = model_version_register(
                 tenant=tenant,
                 model_type=MODEL_TYPE,

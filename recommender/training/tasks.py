@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from recommender.training.datasets import datasets_build
 from recommender.training.evaluate import collaborative_evaluate
 from recommender.training.extract import events_extract
 from recommender.training.options import parse_start
+from recommender.training.ranker import ranker_export_onnx, ranker_train
 from recommender.training.train import collaborative_train
 
 _LONG = {"acks_late": True, "soft_time_limit": 2 * 3600, "time_limit": 2 * 3600 + 300}
@@ -55,10 +57,6 @@ def evaluate_model(model_path: str | None = None, data_dir: str | None = None) -
 
 @shared_task(name="recommender.tasks.train_ranker", **_LONG)
 def train_ranker(tenant_slug: str, since: str | None = None, groups: str = "impressions") -> dict[str, Any]:
-    from django.utils import timezone
-
-    from recommender.training.ranker import ranker_train
-
     start = parse_start(since) if since else None
     if start is not None and timezone.is_naive(start):
         start = timezone.make_aware(start)
@@ -69,8 +67,6 @@ def train_ranker(tenant_slug: str, since: str | None = None, groups: str = "impr
 
 @shared_task(name="recommender.tasks.export_onnx", **_LONG)
 def export_onnx(tenant_slug: str, version_id: str | None = None) -> dict[str, Any]:
-    from recommender.training.ranker import ranker_export_onnx
-
     result = ranker_export_onnx(
         tenant=Tenant.objects.get(slug=tenant_slug), version_id=version_id, created_by="task:export_onnx"
     )

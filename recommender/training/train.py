@@ -1,9 +1,18 @@
 """Training a collaborative model on a split export, writing its artifact and registering it.
 
-:func:`collaborative_train` adapts the schedule to the data, searches a few configurations on
-validation within a time budget, judges the result on test against the popularity x pickiness
-baseline, fits the learned fusion of the feed's signals and refits on every split for serving
-(its docstring gives the steps).
+:func:`collaborative_train`, step by step:
+
+1. the schedule (batch size, epochs, patience) adapts to the number of train interactions, for
+   every field the config file does not set (``recommender.ml.collab.tuning``);
+2. a bounded search (``ML_TRAIN_SEARCH_TRIALS`` fits, ``ML_TRAIN_SEARCH_SECONDS``) picks the
+   configuration and epoch count with the best validation score (NDCG@10, or the model's own
+   ``validation_metric``: ``lmf``'s like AUC);
+3. the train-only model is judged on the test split, beside the hand-weighted prior, the learned
+   fusion of the feed's signals (fitted on validation) and the popularity x pickiness baseline
+   (``recommender.training.fusion``);
+4. by default the chosen configuration is fitted again on every split and *that* model is saved,
+   since a model served to the feed should know the latest swipes (the held-out figures stay
+   those of step 3), with the fusion refitted on validation and test.
 
 The artifact is a folder: ``model.pt`` (the checkpoint: config dataclass, tensors, id map),
 ``fusion.json`` (the learned fusion, ``recommender.ml.learned_fusion``; dating data only),
@@ -29,6 +38,8 @@ from django.conf import settings
 from django.utils import timezone
 from tqdm import tqdm
 
+from accounts.models import DEFAULT_TENANT_SLUG, Tenant
+from recommender.feed.plan import feed_signal_weights
 from recommender.feed.scoring import prior_user_likes
 from recommender.ml.collab import (
     EventWeights,
@@ -43,8 +54,6 @@ from recommender.ml.collab import (
 from recommender.ml.collab.tuning import search, training_schedule
 from recommender.ml.elo import elo_to_unit
 from recommender.ml.learned_fusion import LearnedFusion, PairInputs
-from recommender.models import DEFAULT_TENANT_SLUG, Tenant
-from recommender.services.feed import feed_signal_weights
 from recommender.training.datasets import SPLIT_FILE, SPLITS
 from recommender.training.features import (
     pair_records_of,
@@ -63,7 +72,7 @@ logger = logging.getLogger(__name__)
 FEATURE_MODELS: frozenset[str] = frozenset({"two_tower", "graphsage"})
 MODEL_TYPE = "collaborative"
 VALIDATION_K = 10
-FUSION_FILE = "fusion.json"  # read by recommender.services.collaborative (FUSION_NAME)
+FUSION_FILE = "fusion.json"  # read by recommender.serving.collaborative (FUSION_NAME)
 
 
 class TrainingError(ValueError):
@@ -330,34 +339,22 @@ def collaborative_train(
     search_trials: int | None = None,
     learn_fusion: bool = True,
 ) -> TrainResult:
-    """Train ``model`` on a split export as a tenant's data deserves, write the artifact and (if
-    ``register``) register it as a collaborative version:
-
-    1. the schedule (batch size, epochs, patience) adapts to the number of train interactions,
-       for every field the config file does not set;
-    2. a bounded search (``search_trials`` fits, default ``ML_TRAIN_SEARCH_TRIALS``; 1: the
-       default configuration only; and ``ML_TRAIN_SEARCH_SECONDS``) picks the configuration and
-       epoch count with the best validation score (NDCG@10, or the model's own
-       ``validation_metric``: ``lmf``'s like AUC);
-    3. the train-only model is judged on the test split, with the learned fusion of the feed's
-       signals (fitted on validation) and the popularity x pickiness baseline beside it;
-    4. ``refit_all`` (the default): the chosen configuration is fitted again on every split and
-       *that* model is saved, since a model served to the feed should know the latest swipes
-       (the held-out figures stay those of step 3), with the fusion refitted on validation and
-       test.
-    """
+    """Train ``model`` on a split export (the module docs list the steps), write the artifact and,
+    if ``register``, register it as a collaborative version. ``search_trials`` (default
+    ``ML_TRAIN_SEARCH_TRIALS``; 1: the default configuration only) bounds the search;
+    ``refit_all`` saves the chosen configuration refitted on every split (what serves) instead of
+    the train-only fit; ``learn_fusion`` fits the learned fusion of the feed's signals."""
     values = config_values(model, config_path)
+    trials = settings.ML_TRAIN_SEARCH_TRIALS if search_trials is None else int(search_trials)
+    if trials < 1:
+        raise TrainingError("the search needs at least 1 trial (1: the default configuration only)")
     data = splits_load(data_dir)
-    manifest_path = Path(data_dir) / "events_manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    tenant_slug = tenant_slug or manifest.get("tenant")
+    exported_for = _manifest(data_dir).get("tenant")
+    tenant_slug = tenant_slug or exported_for
     config, schedule = adapted_config(model, values, data.train.nnz)
     data, profiles, features_info = _with_side_features(data, model, config, tenant_slug)
     if data.train.positives().nnz == 0:
         raise TrainingError(f"the train split of {data_dir} has no likes; nothing to learn from")
-    trials = settings.ML_TRAIN_SEARCH_TRIALS if search_trials is None else int(search_trials)
-    if trials < 1:
-        raise TrainingError("the search needs at least 1 trial (1: the default configuration only)")
     started = time.perf_counter()
     _metric, validate = _validation_callback(model_class(model), data)
     found = search_configurations(model, config, values, data.train, validate, trials, progress)
@@ -374,15 +371,18 @@ def collaborative_train(
     _write_artifact(artifact_dir, recommender, found.config, model, data, metrics, fusion)
     version_id = None
     if register:
+        data_ref = {"data_dir": str(data.data_dir), "split": data.split, "events_tenant": exported_for}
         version_id = _register(
-            artifact_dir=artifact_dir,
-            tenant_slug=tenant_slug,
-            metrics=metrics,
-            parameters={"model": model, **asdict(found.config)},
-            data_ref={"data_dir": str(data.data_dir), "split": data.split, "events_tenant": manifest.get("tenant")},
-            created_by=created_by,
-        )
+            artifact_dir=artifact_dir, tenant_slug=tenant_slug, metrics=metrics, data_ref=data_ref,
+            parameters={"model": model, **asdict(found.config)}, created_by=created_by,
+        )  # fmt: skip
     return TrainResult(artifact_dir=artifact_dir, metrics=metrics, version_id=version_id)
+
+
+def _manifest(data_dir: Path | str) -> dict[str, Any]:
+    """The export's manifest that build_datasets copied beside the splits ({} without one)."""
+    path = Path(data_dir) / "events_manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _metrics(

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from patra.groups import ML_ADMINS, grant
+from accounts.groups import ML_ADMINS, grant
 
 
 def forwards(apps, schema_editor):

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from patra.groups import MODERATORS, grant
+from accounts.groups import MODERATORS, grant
 
 
 def forwards(apps, schema_editor):

@@ -93,7 +93,8 @@ class TextHeads:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {"feat_mean": self.feat_mean, "feat_std": self.feat_std}
+        # Any: numpy types savez_compressed(**arrays) as if an array could be its allow_pickle flag.
+        arrays: dict[str, Any] = {"feat_mean": self.feat_mean, "feat_std": self.feat_std}
         heads_cfg: dict[str, Any] = {}
         for label, h in self.heads.items():
             arrays[f"{label}.w_emb"] = h.w_emb.astype(np.float32)

@@ -13,9 +13,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.models import DEFAULT_TENANT_SLUG, Tenant
-from recommender.services.embeddings import EmbeddingUnavailable
-from recommender.services.index import IndexBuildResult, index_build
+from accounts.models import DEFAULT_TENANT_SLUG, Tenant
+from recommender.indexing import IndexBuildResult, index_build
+from recommender.serving.encoder import EmbeddingUnavailable
 from registry.cli import (
     AUTO_ACTIVATION_HELP,
     add_json_argument,

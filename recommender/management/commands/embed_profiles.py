@@ -4,8 +4,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.models import Profile, ProfileStatus, Tenant
-from recommender.services.embeddings import EmbeddingUnavailable, embeddings_upsert, ml_available
+from accounts.models import Tenant
+from recommender.models import Profile, ProfileStatus
+from recommender.services.embeddings import embeddings_upsert
+from recommender.serving.encoder import EmbeddingUnavailable, ml_available
 
 
 class Command(BaseCommand):

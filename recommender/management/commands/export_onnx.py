@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.models import DEFAULT_TENANT_SLUG, Tenant
+from accounts.models import DEFAULT_TENANT_SLUG, Tenant
 from recommender.training.ranker import RankerTrainingError, ranker_export_onnx
 from registry.cli import (
     AUTO_ACTIVATION_HELP,

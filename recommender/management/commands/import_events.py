@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.models import Tenant
 from recommender.management.import_common import (
     ErrorReport,
     add_file_arguments,
@@ -28,7 +29,6 @@ from recommender.management.import_common import (
     import_tenant,
     progress,
 )
-from recommender.models import Tenant
 from recommender.services.backfill import COLUMNS, KINDS, ChunkCheck, EventBackfill
 from recommender.services.elo import elo_rebuild
 from recommender.services.events import HistoryResult

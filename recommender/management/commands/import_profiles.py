@@ -20,6 +20,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import Tenant
 from recommender.management.import_common import (
     ErrorReport,
     add_file_arguments,
@@ -27,7 +28,6 @@ from recommender.management.import_common import (
     import_tenant,
     progress,
 )
-from recommender.models import Tenant
 from recommender.services.derived import DERIVED_CHUNK_SIZE, profiles_derived_enqueue
 from recommender.services.imports import (
     PROFILE_COLUMNS,

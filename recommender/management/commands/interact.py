@@ -15,10 +15,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from patra import refresher
+from core import refresher
+from recommender.feed.pipeline import MAX_COUNT, feed_for
 from recommender.management.commands.recommend import resolve_tenant, resolve_user, write_feed
 from recommender.services.events import EventValidationError, SwipeIn, swipe_batch_ingest
-from recommender.services.feed import MAX_COUNT, feed_for
 
 ACTIONS: tuple[str, ...] = ("like", "superlike", "reject")
 

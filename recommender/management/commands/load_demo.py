@@ -20,8 +20,9 @@ from django.db.models import Count
 from django.utils import timezone
 from tqdm import tqdm
 
-from patra.groups import ML_ADMINS, MODERATORS
-from recommender.models import Impression, Match, Profile, Swipe, Tenant
+from accounts.groups import ML_ADMINS, MODERATORS
+from accounts.models import Tenant
+from recommender.models import Impression, Match, Profile, Swipe
 from recommender.services.simulation import population_load, sessions_replay
 from recommender.simulation import SwipeSimulator, build_population, load_sample, read_okcupid
 from recommender.simulation.okcupid import source_paths

@@ -16,7 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.models import Profile, Tenant
+from accounts.models import Tenant
+from recommender.models import Profile
 from recommender.services.bulk_load import result_dict, synthetic_population_load
 from recommender.simulation import read_okcupid
 from recommender.simulation.okcupid import source_paths

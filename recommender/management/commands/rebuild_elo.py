@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.models import Tenant
+from accounts.models import Tenant
 from recommender.services.elo import elo_rebuild
 
 

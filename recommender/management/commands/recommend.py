@@ -14,10 +14,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from patra import refresher
+from accounts.models import Tenant
+from core import refresher
+from recommender.feed.pipeline import MAX_COUNT, FeedResult, feed_for
 from recommender.ml.structured import haversine_km
-from recommender.models import Profile, ProfileStatus, Tenant
-from recommender.services.feed import MAX_COUNT, FeedResult, feed_for
+from recommender.models import Profile, ProfileStatus
 
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("rank", 4),

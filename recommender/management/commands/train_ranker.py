@@ -21,8 +21,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.models import DEFAULT_TENANT_SLUG
 from recommender.ml.ranker import RankerConfig
-from recommender.models import DEFAULT_TENANT_SLUG
 from recommender.training.options import GROUP_KINDS, parse_start
 from recommender.training.ranker import RankerTrainingError, ranker_train
 from registry.cli import (

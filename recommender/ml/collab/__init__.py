@@ -1,6 +1,7 @@
 """Collaborative-filtering recommenders (framework-free: no Django imports).
 
-* :mod:`.base` -- the :class:`Recommender` interface, config dataclasses, checkpoints;
+* :mod:`.base` -- the :class:`Recommender` interface, config dataclasses, saving checkpoints;
+* :mod:`.catalog` -- every model by name, and loading any of them from a checkpoint;
 * :mod:`.data` -- id maps, event weights and sparse interaction matrices;
 * :mod:`.als`, :mod:`.bpr`, :mod:`.lmf`, :mod:`.popularity` -- the collaborative models;
 * :mod:`.two_tower`, :mod:`.graphsage` -- the feature-aware, inductive models (side features from
@@ -9,18 +10,9 @@
 """
 
 from recommender.ml.collab.als import ALS, ALSConfig
-from recommender.ml.collab.base import (
-    EpochRecord,
-    FactorModel,
-    Recommender,
-    RecommenderConfig,
-    config_from_dict,
-    load_recommender,
-    model_class,
-    model_names,
-    read_checkpoint,
-)
+from recommender.ml.collab.base import EpochRecord, FactorModel, Recommender, RecommenderConfig, config_from_dict
 from recommender.ml.collab.bpr import BPR, BPRConfig
+from recommender.ml.collab.catalog import load_recommender, model_class, model_names, read_checkpoint
 from recommender.ml.collab.data import EventWeights, IdMap, Interactions, build_matrix, interactions_from_events
 from recommender.ml.collab.deep import InductiveModel
 from recommender.ml.collab.evaluation import evaluate_model, validation_like_auc, validation_ndcg

@@ -14,7 +14,7 @@ class owns everything that must behave the same for every model:
   else about them), in scoring and in recommending alike, unless the model can place them
   from side features (``_needs_fallback``: the two-tower and GraphSAGE models with features);
 * ``save`` writes one torch checkpoint holding the config dataclass, the tensors and the
-  calibration; :func:`load_recommender` restores any model from it (``weights_only`` loading:
+  calibration; :func:`.catalog.load_recommender` restores any model from it (``weights_only`` loading:
   a checkpoint cannot run code).
 """
 
@@ -35,7 +35,6 @@ from recommender.ml.collab.data import Interactions
 from recommender.ml.fusion import fuse
 
 CHECKPOINT_FORMAT = "patra.collab/1"
-_MODELS: dict[str, type[Recommender]] = {}
 
 
 @dataclass
@@ -64,11 +63,6 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            _MODELS[cls.name] = cls
 
     def __init__(self, config: RecommenderConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -373,47 +367,6 @@ def config_from_dict(config_class: type[RecommenderConfig], values: dict[str, An
     if unknown:
         raise ValueError(f"unknown {config_class.__name__} fields: {sorted(unknown)}; known: {sorted(known)}")
     return config_class(**values)
-
-
-def model_class(name: str) -> type[Recommender]:
-    import recommender.ml.collab  # noqa: F401  (registers every model class)
-
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(_MODELS)}")
-    return _MODELS[name]
-
-
-def model_names() -> list[str]:
-    import recommender.ml.collab  # noqa: F401
-
-    return sorted(_MODELS)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return checkpoint
-
-
-def load_recommender(path: str | Path) -> Recommender:
-    """Restore any model saved with :meth:`Recommender.save` (its ``extra`` in ``.extra``)."""
-    checkpoint = read_checkpoint(path)
-    cls = model_class(checkpoint["model"])
-    model = cls(config_from_dict(cls.config_class, checkpoint["config"]))
-    meta = checkpoint["meta"]
-    model.n_users, model.n_items, model.shared = int(meta["n_users"]), int(meta["n_items"]), bool(meta["shared"])
-    state = dict(checkpoint["state"])
-    model.popularity = state.pop("_popularity")
-    model.user_activity = state.pop("_user_activity")
-    model._load_state(state)
-    a, b = meta["calibration"]
-    model.calibration = (float(a), float(b))
-    model.best_epoch = meta["best_epoch"]
-    model.history = [EpochRecord(**r) for r in meta["history"]]
-    model.extra = checkpoint["extra"]  # type: ignore[attr-defined]
-    model.fitted = True
-    return model
 
 
 class FeatureScaling:

@@ -5,7 +5,7 @@ One row per profile, float32, built from what the feed already knows about a pro
 standardise every column themselves (mean/std of the training rows, stored in the checkpoint),
 so the raw scales here only need to be finite. Layout (:func:`feature_names` lists every column):
 
-* ``gender`` one-hot (3) and ``seeking`` bits (3), in :data:`recommender.schema.GENDERS` order;
+* ``gender`` one-hot (3) and ``seeking`` bits (3), in :data:`recommender.vocabulary.GENDERS` order;
 * ``age``, ``age_min``, ``age_max``, ``max_distance_km`` (raw numbers);
 * location as a point on the unit sphere (x, y, z), so no longitude wrap-around;
 * interests hashed into ``INTEREST_BUCKETS`` buckets (multi-hot / sqrt(count));
@@ -32,7 +32,7 @@ from recommender.ml.structured import (
     attribute_code,
     gender_code,
 )
-from recommender.schema import GENDERS
+from recommender.vocabulary import GENDERS
 
 INTEREST_BUCKETS = 32
 ATTRIBUTE_BUCKETS = 8

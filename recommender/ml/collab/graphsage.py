@@ -303,8 +303,9 @@ class GraphSAGE(InductiveModel):
         retraining; score them with :meth:`like_probability_vectors`."""
         self._check_fitted()
         m = len(features)
-        likes = likes if likes is not None else [[] for _ in range(m)]
-        liked_by = liked_by if liked_by is not None else [[] for _ in range(m)]
+        empty: list[list[int]] = [[] for _ in range(m)]
+        likes = likes if likes is not None else empty
+        liked_by = liked_by if liked_by is not None else [list(e) for e in empty]
         if len(likes) != m or len(liked_by) != m:
             raise ValueError("likes and liked_by need one entry per new profile")
         if self.has_features:

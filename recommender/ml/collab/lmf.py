@@ -222,10 +222,12 @@ class LogisticMF(FactorModel):
             reg = (cfg.regularization * (tu.pow(2).sum() + ai.pow(2).sum())) / idx.size
             reg = reg + cfg.bias_regularization * (bu.pow(2).sum() + bi.pow(2).sum()) / idx.size
             if self.has_priors:
+                assert self._priors is not None  # set with has_priors
                 logits = logits + self._priors[u] @ self.swiper_prior + self._priors[i] @ self.candidate_prior
                 priors_l2 = self.swiper_prior.pow(2).sum() + self.candidate_prior.pow(2).sum()
                 reg = reg + cfg.pair_regularization * priors_l2
             if self.has_pairs:
+                assert self._pair_x is not None  # set with has_pairs
                 x = self._pair_x[torch.from_numpy(idx)]  # [b, p]
                 logits = logits + x @ self.pair_weights
                 reg = reg + cfg.pair_regularization * self.pair_weights.pow(2).sum()
@@ -392,7 +394,7 @@ class LogisticMF(FactorModel):
         # 2-core server measured 5-10x slower than this single-threaded loop
         uv = np.einsum("nf,f->n", s.appeal[sel], s.taste[row]) + s.bias[sel] + s.user_bias[row]  # [m]
         vu = np.einsum("nf,f->n", s.taste[sel], s.appeal[row]) + s.user_bias[sel] + s.bias[row]  # [m]
-        pair_uv, pair_vu = self._pair_row(row, None if cols is None else sel)
+        pair_uv, pair_vu = self._pair_row(row, None if cols is None else np.asarray(sel))
         a, b = self.calibration
         uv64 = uv.astype(np.float64) + pair_uv + s.base
         vu64 = vu.astype(np.float64) + pair_vu + s.base

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recommender.ml.structured import ProfileFeatures, _stable_hash, gender_code
-from recommender.schema import GENDERS
+from recommender.vocabulary import GENDERS
 
-# Every categorical lifestyle field the service stores (recommender.schema.LIFESTYLE_FIELDS) but
+# Every categorical lifestyle field the service stores (recommender.vocabulary.LIFESTYLE_FIELDS) but
 # ethnicity (a model must not learn to rank by it), height (numeric) and speaks (a list): the
 # model learns which of them matter from the swipes, and gives the others ~0 weight.
 PAIR_ATTRIBUTES: tuple[str, ...] = (

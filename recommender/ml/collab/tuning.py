@@ -118,6 +118,42 @@ def _neighbours(space: Mapping[str, list[Any]], names: list[str], at: dict[str, 
     return [{**at, name: value} for name in names for value in space[name] if value != at[name]]
 
 
+class _Fits:
+    """The search's fits: each configuration trained with early stopping, recorded once."""
+
+    def __init__(
+        self,
+        model_class: type[Recommender],
+        base: RecommenderConfig,
+        train: Interactions,
+        validate: Validate,
+        names: list[str],
+        progress: Callable[[int, int, Trial], None] | None,
+        max_trials: int,
+    ) -> None:
+        self.model_class, self.base, self.train, self.validate = model_class, base, train, validate
+        self.names, self.progress, self.max_trials = names, progress, max_trials
+        self.trials: list[Trial] = []
+        self._seen: set[tuple[Any, ...]] = set()
+
+    def tried(self, params: dict[str, Any]) -> bool:
+        return tuple(params[n] for n in self.names) in self._seen
+
+    def run(self, params: dict[str, Any]) -> tuple[float, RecommenderConfig, Recommender]:
+        """(best validation score, the configuration with its best epoch count, the model)."""
+        config = replace(self.base, **params)
+        started = time.perf_counter()
+        model = self.model_class(config)
+        model.fit(self.train, validate=self.validate)
+        score = max((r.validation for r in model.history if r.validation is not None), default=-math.inf)
+        epochs = (model.best_epoch if model.best_epoch is not None else len(model.history) - 1) + 1
+        self.trials.append(Trial(params, float(score), epochs, time.perf_counter() - started))
+        self._seen.add(tuple(params[n] for n in self.names))
+        if self.progress is not None:
+            self.progress(len(self.trials), self.max_trials, self.trials[-1])
+        return score, replace(config, epochs=epochs), model
+
+
 def search(
     model_class: type[Recommender],
     base: RecommenderConfig,
@@ -143,40 +179,23 @@ def search(
     space: Mapping[str, list[Any]] = getattr(model_class, "search_space", {}) if max_trials > 1 else {}
     names = [name for name in space if name not in fixed]
     started = time.perf_counter()
-    trials: list[Trial] = []
-    seen: set[tuple[Any, ...]] = set()
-
-    def key(params: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(params[n] for n in names)
-
-    def run(params: dict[str, Any]) -> tuple[float, RecommenderConfig, Recommender]:
-        config = replace(base, **params)
-        trial_started = time.perf_counter()
-        model = model_class(config)
-        model.fit(train, validate=validate)
-        score = max((r.validation for r in model.history if r.validation is not None), default=-math.inf)
-        epochs = (model.best_epoch if model.best_epoch is not None else len(model.history) - 1) + 1
-        trials.append(Trial(params, float(score), epochs, time.perf_counter() - trial_started))
-        seen.add(key(params))
-        if progress is not None:
-            progress(len(trials), max_trials, trials[-1])
-        return score, replace(config, epochs=epochs), model
-
+    fits = _Fits(model_class, base, train, validate, names, progress, max_trials)
     combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*(space[n] for n in names))]
     shuffled = [combos[i] for i in np.random.default_rng(base.seed).permutation(len(combos))]
     best_params = {name: getattr(base, name) for name in names}
-    best = run(best_params)
-    while len(trials) < max_trials:
+    best = fits.run(best_params)
+    while len(fits.trials) < max_trials:
         elapsed = time.perf_counter() - started
-        if elapsed + elapsed / len(trials) > budget_seconds:
+        if elapsed + elapsed / len(fits.trials) > budget_seconds:
             break  # the next fit would likely overrun the clock
-        moves = [p for p in _neighbours(space, names, best_params) if key(p) not in seen]
-        params = next(iter(moves or [p for p in shuffled if key(p) not in seen]), None)
+        moves = [p for p in _neighbours(space, names, best_params) if not fits.tried(p)]
+        params = next(iter(moves or [p for p in shuffled if not fits.tried(p)]), None)
         if params is None:
             break  # every combination tried
-        result = run(params)
+        result = fits.run(params)
         if result[0] > best[0]:
             best_params, best = params, result
+    trials = fits.trials
     return SearchResult(
         config=best[1],
         model=best[2],

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from recommender.models import DEFAULT_TENANT_SLUG
+from accounts.models import DEFAULT_TENANT_SLUG
 from registry.cli import (
     AUTO_ACTIVATION_HELP,
     add_json_argument,

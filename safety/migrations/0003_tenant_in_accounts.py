@@ -1,0 +1,63 @@
+# Safety's tenant foreign keys point at accounts.Tenant, which took over recommender's Tenant and
+# its table (accounts/migrations/0001_initial.py): a change of Django's state only, the columns
+# and constraints in the database stay as they are.
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("safety", "0002_groups"),
+        ("accounts", "0001_initial"),
+    ]
+
+    state_operations = [
+        migrations.AlterField(
+            model_name="appeal",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="block",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="decision",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="profilesafetyscore",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="queueitem",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="report",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.tenant"
+            ),
+        ),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(state_operations=state_operations, database_operations=[]),
+    ]
