@@ -18,6 +18,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts.models import ServiceKey, Tenant, UserToken, hash_key
+from core.logging import bind as bind_log_context
 from core.throttling import Credential
 
 # The values of recommender.models.ProfileStatus that change what a user token may do: a banned
@@ -66,7 +67,10 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme != self.keyword or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
-        return authenticate_key(raw.strip()), raw
+        client = authenticate_key(raw.strip())
+        # Every later log line of this request names the tenant and the kind of credential.
+        bind_log_context(tenant=client.tenant.slug, credential="service" if client.is_service else "user")
+        return client, raw
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

@@ -69,7 +69,8 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=0, timeout=1)
 
 
-def _checks() -> dict[str, dict[str, Any]]:
+def dependency_checks() -> dict[str, dict[str, Any]]:
+    """The database, the cache and the broker, each ``{"ok": ...}`` (also ``GET /readyz``'s)."""
     checks: dict[str, dict[str, Any]] = {"database": _timed(_check_database), "cache": _timed(_check_cache)}
     if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
         checks["broker"] = _timed(_check_broker)
@@ -88,7 +89,7 @@ def _status(checks: dict[str, dict[str, Any]]) -> tuple[str, str]:
 
 
 def health_report() -> dict[str, Any]:
-    checks = _checks()
+    checks = dependency_checks()
     overall, reason = _status(checks)
     models: dict[str, dict[str, Any]] = {}
     for source in _sources:

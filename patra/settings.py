@@ -22,6 +22,8 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from core.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -70,6 +72,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id, the access log line and the request metrics cover everything below.
+    "patra.middleware.RequestContextMiddleware",
+    # Then the probes and metrics, answered ahead of the Host check and the HTTPS redirect.
+    "patra.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -483,11 +489,32 @@ for _label in SAFETY_LABELS:
 if SAFETY_CLAIM_MINUTES < 1:
     raise ImproperlyConfigured("SAFETY_CLAIM_MINUTES must be at least 1.")
 
-# === Logging =====================================================================================
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# === Logging, metrics, probes, tracing ===========================================================
+# One line per log record on stderr: "json" (one object per line: timestamp, level, logger,
+# message, request id, tenant, credential kind, view, status, duration; a task's id and name) or
+# "text"; json by default in production (core/logging.py).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not valid; use json or text.")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+# GET /metrics: with a token, only "Authorization: Bearer <METRICS_TOKEN>" gets it; without one,
+# only direct (unproxied) requests from loopback or private addresses (core/probes.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode (gunicorn, prefork Celery): a directory every process
+# writes its samples to; emptied before the server starts. prometheus-client reads the variable
+# itself, at import; it is read here too so that a wrong value fails at start-up.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory.")
+# A Celery worker serves its task metrics on this port (0: off; the web /metrics covers eager mode).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# Tracing (OpenTelemetry: Django, Celery, psycopg and Redis spans, exported over OTLP/HTTP) when
+# the endpoint is set; errors to Sentry when a DSN is set. Both off by default (core/telemetry.py).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="patra")
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=PATRA_ENV)
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1.")

@@ -26,3 +26,9 @@ class SafetyConfig(AppConfig):
         )
         register_model_health("safety", classifier_status)
         import safety.jobs  # noqa: F401  (the admin-startable retraining job)
+
+        # The moderation queue's depth and oldest item in GET /metrics, computed when scraped.
+        from core.metrics import register_scrape_source
+        from safety.metrics import moderation_queue_metrics
+
+        register_scrape_source("moderation_queue", moderation_queue_metrics)

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 ./scripts/install_browser.sh  # Debian's chromium + chromedriver for the browser tests
+./scripts/install_kubectl.sh  # kubectl (kustomize v5) for tests/test_kubernetes.py, which renders deploy/kubernetes
 PY=.venv/bin/python
 
 echo "== lint"
@@ -14,6 +15,7 @@ echo "== lint"
 .venv/bin/ruff format --check .
 .venv/bin/mypy  # every app module (pyproject.toml)
 .venv/bin/lint-imports  # the architecture contracts (.importlinter, docs/architecture.md)
+.venv/bin/hadolint Dockerfile  # the image's Dockerfile (deploy/test-image.sh builds and runs it)
 
 echo "== migrations"
 env -u DATABASE_URL -u REDIS_URL PATRA_VAR_DIR="$(mktemp -d)" $PY manage.py makemigrations --check --dry-run

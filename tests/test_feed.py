@@ -17,7 +17,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from accounts.models import Tenant
-from recommender.feed.pipeline import FeedFilters, FeedResult, feed_for
+from recommender.feed.features import profile_features
+from recommender.feed.pipeline import FeedFilters, FeedResult, _eligible, feed_for
 from recommender.feed.reads import excluded_profile_ids, feed_reads, swipe_histories
 from recommender.feed.scoring import PASSED_YOU_FACTOR, exploration_slots
 from recommender.feed.store import candidate_store
@@ -483,6 +484,21 @@ def test_store_follows_profile_changes(tenant, user, man):
     assert snap.batch.interest_count[new_row] == 1
     bits = snap.batch.user_interest_bits(frozenset({"a-brand-new-tag"}))
     assert np.bitwise_and(snap.batch.interest_bits[new_row], bits).any()
+
+
+def test_a_feed_survives_a_store_refresh_between_its_snapshot_and_the_pools(tenant, user, man):
+    # Seen in deploy/test-image.sh: a process warms an empty store at boot, profiles arrive, the
+    # refresher recomputes the pools from the newer snapshot while a feed holds the older one.
+    store = candidate_store(tenant.pk)
+    old = store.snapshot()
+    newcomers = [man(km_north=1.0 + i) for i in range(3)]
+    store.refresh(force=True)
+    popular, fresh = store._compute_pools()
+    assert max(fresh) >= len(old.active)  # the pools name rows the old snapshot lacks
+    excluded = np.fromiter(feed_reads(tenant_id=tenant.pk, user_id=user.pk).excluded, dtype=np.int64)
+    rows = _eligible(old, np.concatenate([popular, fresh]), profile_features(user), None, excluded)
+    assert all(row < len(old.active) for row in rows)
+    assert {old.batch.ids[r] for r in rows}.isdisjoint({m.pk for m in newcomers})
 
 
 # --------------------------------------------------------------------------- CLI

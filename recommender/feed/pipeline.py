@@ -71,6 +71,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Tenant
+from core.metrics import observe_feed
 from recommender.feed.features import profile_features, stack_vectors
 from recommender.feed.plan import FeedPlan, feed_model_version, feed_plan
 from recommender.feed.reads import SwipeHistory, feed_reads, live_profiles
@@ -205,16 +206,35 @@ def feed_for(
     arm = plan.served_arm(ranker)
     if log_impressions and items:
         _log(feed, items, model_version, arm or variant)
-    return FeedResult(
+    cache_hit = _all_vectors_cached(uv, cv)
+    return _result(feed, items, model_version, plan.fallback, arm, cache_hit, started)
+
+
+def _all_vectors_cached(uv: _UserVectors | None, cv: _CandidateVectors | None) -> bool:
+    """Every vector came from memory (the serving index) or Redis, with no database read."""
+    return bool(cv is not None and cv.cache_hit and uv is not None and uv.from_cache)
+
+
+def _result(
+    feed: _Feed,
+    items: list[FeedItem],
+    model_version: str,
+    fallback: str | None,
+    arm: str | None,
+    cache_hit: bool,
+    started: float,
+) -> FeedResult:
+    result = FeedResult(
         items=items,
         model_version=model_version,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        # every vector came from memory (the serving index) or Redis, with no database read
-        cache_hit=bool(cv is not None and cv.cache_hit and uv is not None and uv.from_cache),
-        fallback=plan.fallback,
+        cache_hit=cache_hit,
+        fallback=fallback,
         stage_ms=feed.stage.ms,
         experiment_arm=arm,
     )
+    observe_feed(result.stage_ms, result.fallback, result.cache_hit)  # Prometheus: a few microseconds
+    return result
 
 
 def _check_request(variant: str, count: int) -> None:
@@ -412,6 +432,9 @@ def _eligible(
 ) -> np.ndarray:
     """(m,) the unique rows among ``rows`` that pass every filter, both ways."""
     rows = np.unique(rows)
+    # The store's pools follow its newest snapshot, and a refresh may land after this feed took
+    # its own: rows are only ever appended, so a row past this snapshot is a profile it predates.
+    rows = rows[rows < len(snap.active)]
     rows = rows[snap.active[rows]]
     rows = rows[~np.isin(snap.batch.ids[rows], excluded)]
     cands = snap.batch.take(rows)

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from core.locks import advisory_xact_lock, lock_key
+from core.metrics import count_ingested
 from recommender.models import (
     POSITIVE_ACTIONS,
     Impression,
@@ -121,12 +122,21 @@ def swipe_batch_ingest(
     new_rows = swipes_insert_new(rows=rows)
     elo_apply_swipes(tenant=tenant, swipes=new_rows)
     matched = _create_matches(tenant=tenant, user=user, swipes=new_rows, timestamp=timestamp)
-    return IngestResult(
-        received=len(swipes),
-        created=len(new_rows),
-        duplicates=len(swipes) - len(new_rows),
-        matches=[c.external_id for c in matched],
+    return _counted(
+        "swipe",
+        IngestResult(
+            received=len(swipes),
+            created=len(new_rows),
+            duplicates=len(swipes) - len(new_rows),
+            matches=[c.external_id for c in matched],
+        ),
     )
+
+
+def _counted(kind: str, result: IngestResult) -> IngestResult:
+    """Count the batch in the ingestion metrics once its transaction commits."""
+    transaction.on_commit(lambda: count_ingested(kind, result.created, result.duplicates))
+    return result
 
 
 def _swipe_rows(
@@ -310,7 +320,7 @@ def impression_batch_ingest(*, tenant: Tenant, user: Profile, batch: ImpressionB
             )
         )
     Impression.objects.bulk_create(rows)
-    return IngestResult(received=received, created=len(rows), duplicates=received - len(rows))
+    return _counted("impression", IngestResult(received=received, created=len(rows), duplicates=received - len(rows)))
 
 
 def impressions_record_served(
@@ -402,7 +412,9 @@ def match_events_ingest(*, tenant: Tenant, matches: Sequence[MatchIn]) -> Ingest
         if (a, b) not in existing
     ]
     Match.objects.bulk_create(rows)
-    return IngestResult(received=len(matches), created=len(rows), duplicates=len(matches) - len(rows))
+    return _counted(
+        "match", IngestResult(received=len(matches), created=len(rows), duplicates=len(matches) - len(rows))
+    )
 
 
 # --- History backfill (the import_events command) ----------------------------------------------
