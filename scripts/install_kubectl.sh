@@ -16,13 +16,7 @@ if command -v kubectl > /dev/null && [ "$(kustomize_major)" -ge 5 ]; then
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends kubectl
+"$(dirname "$0")/apt_install.sh" kubectl
 if [ "$(kustomize_major)" -lt 5 ]; then
     echo "kubectl with kustomize v5 or later is needed to render deploy/kubernetes; found: $(kubectl version --client 2>&1 | tr '\n' ' ')" >&2
     exit 1

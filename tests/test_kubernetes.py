@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.settings_env import settings_env_names
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
 KUBECTL = shutil.which("kubectl")
@@ -149,22 +151,9 @@ def _worker_queues(docs: list[Manifest]) -> dict[str, list[str]]:
 
 # --- what may be set ------------------------------------------------------------------------------
 def _settings_names() -> set[str]:
-    """Every variable patra/settings.py reads: the first argument of each ``env.<type>(...)``; an
-    f-string's placeholders match any upper-case word (``SAFETY_REVIEW_{label.upper()}``)."""
-    patterns: set[str] = set()
-    for node in ast.walk(ast.parse((ROOT / "patra" / "settings.py").read_text())):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
-            continue
-        if not (isinstance(node.func.value, ast.Name) and node.func.value.id == "env"):
-            continue
-        first = node.args[0]
-        if isinstance(first, ast.Constant) and isinstance(first.value, str):
-            patterns.add(re.escape(first.value))
-        elif isinstance(first, ast.JoinedStr):
-            patterns.add(
-                "".join(re.escape(str(v.value)) if isinstance(v, ast.Constant) else "[A-Z_]+" for v in first.values)
-            )
-    return patterns
+    """Every variable patra/settings.py reads, as patterns: an f-string's placeholders match any
+    upper-case word (``SAFETY_REVIEW_{label.upper()}``)."""
+    return settings_env_names(literal=re.escape, placeholder="[A-Z_]+")
 
 
 def _image_names() -> set[str]:
