@@ -37,8 +37,8 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from core.refresher import first_load_wait, refresh_later
-from registry.models import SERVABLE, ModelType, ModelVersion
-from registry.selectors import active_version_id
+from registry.models import SERVABLE, ModelVersion
+from registry.selectors import active_version_id, parse_version_label
 from registry.storage import artifact_store
 
 logger = logging.getLogger(__name__)
@@ -199,10 +199,6 @@ class TenantModels(Generic[T]):
                 holder = self._holders[tenant_id] = ActiveModel(tenant_id, self.model_type, self.loader)
             return holder
 
-    def peek(self, tenant_id: int) -> ActiveModel[T] | None:
-        """The tenant's holder if this process created one (health checks: never creates)."""
-        return self._holders.get(tenant_id)
-
     def serving(self, tenant_id: int) -> tuple[ModelVersion, T] | None:
         """The loaded active version and its object, or None (none active, or still loading)."""
         holder = self.holder(tenant_id)
@@ -223,12 +219,11 @@ class TenantModels(Generic[T]):
 def servable_version(tenant_id: int, model_type: str, label: str) -> ModelVersion | None:
     """The tenant's servable version of ``model_type`` called ``label`` (``ranker-v3``); None when
     the label names no such version (another model type, not servable, or not a label)."""
-    prefix = f"{ModelType(model_type).value}-v"  # ModelVersion.label is "<model type>-v<number>"
-    number = label.removeprefix(prefix)
-    if not label.startswith(prefix) or not number.isdigit():
+    parsed = parse_version_label(label)
+    if parsed is None or parsed[0] != model_type:
         return None
     return ModelVersion.objects.filter(
-        tenant_id=tenant_id, model_type=model_type, version=int(number), status__in=SERVABLE
+        tenant_id=tenant_id, model_type=model_type, version=parsed[1], status__in=SERVABLE
     ).first()
 
 

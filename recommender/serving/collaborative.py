@@ -244,9 +244,5 @@ def collaborative_wait(tenant_id: int, timeout: float = 60.0) -> CollaborativeSe
     return serving_collaborative(tenant_id)
 
 
-def collaborative_status(tenant_id: int) -> dict[str, Any]:
-    return _active.holder(tenant_id).status()
-
-
 def collaborative_reset_for_tests() -> None:
     _active.reset()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from accounts.models import Tenant
+from core.refresher import first_load_wait
 from recommender.ml.ranker import SOURCE_MODELS, Ranker, pair_features, smoothed_rate
 from recommender.ml.structured import CandidateBatch, ProfileFeatures
 from recommender.models import Profile
@@ -148,6 +149,7 @@ def _load(version: ModelVersion, path: Any) -> Ranker:
 
 
 FIRST_LOAD_WAIT_SECONDS = 5.0
+ARM_LOAD_SECONDS = 30.0  # inline (tests, commands) an arm's ranker is waited for this long
 _active: TenantModels[Ranker] = TenantModels(ModelType.RANKER, _load, first_load_seconds=FIRST_LOAD_WAIT_SECONDS)
 # A label that names no servable version is remembered too: no query per feed for it.
 _arms: PinnedVersions[Ranker] = PinnedVersions(ModelType.RANKER, _load, idle_seconds=None, remember_missing=True)
@@ -159,14 +161,10 @@ def _version_ranker(tenant_id: int, label: str) -> Ranker | None:
     version = _arms.version(tenant_id, label)
     if version is None:
         return None
-    # A broken artifact must not break feeds: the active ranker serves.
-    return _arms.pinned(version).get(timeout=None)
-
-
-def ranker_status(tenant_id: int) -> dict[str, Any]:
-    """What this process serves for the tenant, for health checks (never loads anything)."""
-    holder = _active.peek(tenant_id)
-    return holder.status() if holder is not None else {"loaded": False}
+    # A broken artifact must not break feeds: the active ranker serves. The wait is bounded like
+    # every first load on a feed's path (core.refresher.first_load_wait): until the arm's ranker
+    # is loaded, its users get the active one.
+    return _arms.pinned(version).get(first_load_wait(ARM_LOAD_SECONDS))
 
 
 def ranker_reset_for_tests() -> None:
