@@ -346,7 +346,7 @@ def test_fallback_still_gives_a_full_feed(settings, monkeypatch, tenant, user, m
         settings.ML_ENABLED = False
     elif setup == "no_model":
         index_build(tenant=tenant)
-        monkeypatch.setattr("recommender.feed.plan.ml_available", lambda: False)
+        monkeypatch.setattr("recommender.serving.health.ml_available", lambda: False)
     result = feed(tenant, user, count=10, log_impressions=True)
     assert result.fallback == reason
     assert result.model_version == "feed-v1-fallback"

@@ -64,7 +64,7 @@ def isolated(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     settings.FEED_STORE_REFRESH_SECONDS = 0
     monkeypatch.setattr(encoder, "encode_texts", fake_encode)
     monkeypatch.setattr(indexing, "embedding_dim", lambda: DIM)
-    monkeypatch.setattr("recommender.feed.plan.ml_available", lambda: True)
+    monkeypatch.setattr("recommender.serving.health.ml_available", lambda: True)
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True  # profile hooks run inline in both modes
     index_reset_for_tests()

@@ -11,7 +11,8 @@
     likes, superlikes and passes) with the likes they received, and who they must never see.
 (untimed: ``plan.feed_plan``)
     The index (or an index experiment arm's) and the collaborative model the feed uses, or why
-    it falls back (``plan.FALLBACK_REASONS``).
+    it falls back (``ml_disabled`` or ``model_unavailable`` from ``serving.health.ml_fallback``, or
+    ``index_missing``).
 ``vectors_user`` (``_vectors_user``)
     The user's own vector and their history's, giving the taste vector. Skipped in fallback.
 ``candidates`` and ``filter`` (``_candidates``)

@@ -26,7 +26,7 @@ from accounts.models import Tenant
 from recommender.feed.scoring import SignalWeights
 from recommender.models import Profile
 from recommender.serving.collaborative import CollaborativeServing, serving_collaborative
-from recommender.serving.encoder import EmbeddingUnavailable, ml_available
+from recommender.serving.health import ml_fallback
 from recommender.serving.index import ServingIndex, serving_index, serving_index_version
 from recommender.serving.ranker import RankerChoice
 from registry.experiments import experiment_for_impression
@@ -35,7 +35,6 @@ from registry.models import ModelType
 logger = logging.getLogger(__name__)
 
 FEED_VERSION = "feed-v1"
-FALLBACK_REASONS: tuple[str, ...] = ("ml_disabled", "model_unavailable", "index_missing")
 MODEL_VERSION_MAX = 64  # Impression.model_version
 
 
@@ -75,13 +74,9 @@ class _MlState:
 
 
 def _ml_state(tenant: Tenant, user: Profile) -> _MlState:
-    if not settings.ML_ENABLED:
-        return _MlState(None, "ml_disabled")
-    try:
-        if not ml_available():
-            return _MlState(None, "model_unavailable")
-    except EmbeddingUnavailable:
-        return _MlState(None, "model_unavailable")
+    fallback = ml_fallback()
+    if fallback is not None:
+        return _MlState(None, fallback)
     arm = _experiment_index(tenant, user)
     if arm is not None:
         return _MlState(arm[0], None, arm[1])

@@ -53,10 +53,6 @@ def register_exclusion_source(source: ExclusionSource) -> None:
     _sources[source.name] = source
 
 
-def exclusion_sources() -> list[ExclusionSource]:
-    return list(_sources.values())
-
-
 def exclusions_sql() -> str:
     """Every source's SQL as one SELECT of a ``profile_id`` column ("" with no source)."""
     return " UNION ALL ".join(source.sql for source in _sources.values())
