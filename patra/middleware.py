@@ -74,13 +74,14 @@ class ProbeMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.views = probe_views()
+        # resolved once: the match gives the request metrics their view name
+        self.routes = {path: (view, resolve(path)) for path, view in probe_views().items()}
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        view = self.views.get(request.path_info)
-        if view is None:
+        route = self.routes.get(request.path_info)
+        if route is None:
             return self.get_response(request)
-        request.resolver_match = resolve(request.path_info)  # the view name the request metrics use
+        view, request.resolver_match = route
         return view(request)
 
 
